@@ -1,0 +1,156 @@
+"""Import benchmark: validated rows per second of ``mosaic import contacts``'
+code path, into a fresh SQLite database (or PostgreSQL with ``--postgresql``).
+
+Generates N contacts as CSV (Cyrillic, accented and plain Latin names,
+e-mails, phones, tags, stages, external ids; about 5 % repeat an e-mail or a
+phone of an earlier row, so the duplicate check finds something), then runs
+the real ``core.import`` job (``host.jobs.run_in_thread``, as the CLI does)
+as an admin: schema validation, the batch write path of new contacts
+(``host.core.import_batch``: the services' rules, Core multi-row inserts),
+duplicate check, audit entries, search-index triggers, outbox events, one
+transaction per batch. Prints the rate of the dry run and of the commit,
+with the machine's load average (other work on the machine slows it).
+
+Target (issue 5): at least 10,000 validated rows per second into SQLite.
+Prints numbers; asserts nothing.
+
+    python bench/imports.py [--rows 50000] [--profile] [--postgresql postgresql://127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import csv
+import io
+import os
+import platform
+import pstats
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET = 10_000
+SEED = 20261203
+
+FIRST = ("Иван", "Мария", "Георги", "Елена", "Дмитрий", "Анна", "Žofia", "Łukasz", "Jiří", "Zoë", "François", "José",
+         "Ana", "John", "Mary", "Peter", "Sofia", "Noah", "Ольга", "Stanisław")
+LAST = ("Петров", "Иванова", "Георгиев", "Смирнов", "Nováková", "Dvořák", "Wójcik", "Müller", "Lefèvre", "Núñez",
+        "Smith", "Brown", "Lee", "Taylor", "Wilson", "Попова", "Kovač", "Horváth", "Łęcka", "Ødegård")
+STAGES = ("lead", "prospect", "customer", "loyal", "churned")
+TAGS = ("newsletter", "vip", "partner", "retail", "wholesale", "event-2026")
+
+
+def generate_csv(rows: int) -> bytes:
+    rng = random.Random(SEED)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["External id", "First name", "Last name", "E-mail", "Phone", "City", "Lifecycle stage", "Tags",
+                     "Marketing consent"])
+    emails: list[str] = []
+    phones: list[str] = []
+    for n in range(rows):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        email = f"person{n}@example{n % 97}.com"
+        phone = f"+359 88 {n:07d}"
+        if n > 100 and rng.random() < 0.05:  # a duplicate of an earlier row
+            if rng.random() < 0.5:
+                email = rng.choice(emails)
+            else:
+                phone = rng.choice(phones)
+        emails.append(email)
+        phones.append(phone)
+        tags = ";".join(rng.sample(TAGS, rng.randint(0, 2)))
+        writer.writerow([f"bench-{n}", first, last, email, phone, rng.choice(("София", "Plovdiv", "Brno", "Kraków")),
+                         rng.choice(STAGES), tags, rng.choice(("true", "false"))])
+    return out.getvalue().encode("utf-8")
+
+
+def build_app(folder: Path, database_url: str | None = None):
+    from host import create_app, migrate
+    from host.security.users import create_user
+
+    url = database_url or f"sqlite:///{folder / 'bench.db'}"
+    app = create_app({"instance_path": str(folder / "instance"), "database_url": url,
+                      "secret_key": "bench-secret-key-not-for-production", "plugins": []}, environ={})
+    migrate.upgrade(app.extensions["mosaic"])
+    with app.app_context(), app.extensions["mosaic"].db.transaction() as session:
+        user = create_user(session, "admin@example.com", "correct horse battery staple", roles=("admin",))
+        return app, user.id
+
+
+def run(app, user_id: int, content: bytes, dry_run: bool, profiler: cProfile.Profile | None = None) -> tuple[float, dict]:
+    from host import jobs
+    from host.core import imports
+
+    name = imports.new_upload_name("bench.csv")
+    imports.stored_path(app.instance_path, name).write_bytes(content)
+    args = {"type": "contacts", "stored_name": name, "filename": "bench.csv", "dry_run": dry_run}
+    started = time.perf_counter()
+    if profiler is None:
+        job_id, thread = jobs.run_in_thread(app, imports.JOB_NAME, args, user_id=user_id)
+        thread.join()
+    else:  # the profiler sees only its own thread: run the same job here
+        job_id = jobs._insert_job(app, imports.JOB_NAME, args, user_id=user_id, backend="inline")
+        profiler.enable()
+        jobs._run(app, job_id)
+        profiler.disable()
+    elapsed = time.perf_counter() - started
+    job = jobs.get_job(job_id, app)
+    if job["status"] != "done":
+        raise SystemExit(f"the import failed: {job['error']}")
+    return elapsed, job["result"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--profile", action="store_true", help="Profile the commit run (top 25 by cumulative and by own time).")
+    parser.add_argument("--postgresql", metavar="URL", help="Import into a new schema of this PostgreSQL database instead.")
+    args = parser.parse_args()
+    content = generate_csv(args.rows)
+    with tempfile.TemporaryDirectory(prefix="mosaic-bench-import-") as tmp, _database(args.postgresql) as url:
+        print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs; {args.rows} rows into "
+              f"{'PostgreSQL' if url else 'SQLite'}")
+        app, user_id = build_app(Path(tmp), url)
+        for dry_run in (True, False):
+            profiler = cProfile.Profile() if args.profile and not dry_run else None
+            elapsed, result = run(app, user_id, content, dry_run, profiler)
+            rate = result["total"] / elapsed
+            label = "dry run" if dry_run else "commit "
+            print(f"{label}: {result['total']} rows in {elapsed:.1f} s = {rate:,.0f} rows/s "
+                  f"(created {result['created']}, rejected {result['rejected']}, "
+                  f"possible duplicates reported {len(result['possible_duplicates'])}); target {TARGET:,} rows/s; "
+                  f"load average {os.getloadavg()[0]:.2f}")
+            if profiler:
+                for order in ("cumulative", "tottime"):
+                    pstats.Stats(profiler, stream=sys.stdout).sort_stats(order).print_stats(25)
+        app.extensions["mosaic"].db.dispose()
+
+
+@contextlib.contextmanager
+def _database(base: str | None):
+    """None (SQLite in the temporary folder), or a new PostgreSQL schema,
+    dropped afterwards."""
+    if not base:
+        yield None
+        return
+    import sqlalchemy as sa
+
+    schema = f"bench_import_{os.getpid()}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
