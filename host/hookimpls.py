@@ -12,40 +12,65 @@ LEADS = ("admin", "manager")
 ADMIN = ("admin",)
 
 
-def _crud(obj: str, label: str, extra: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> list[Permission]:
+#: Each record type's permission descriptions, spelled out so that they are
+#: extracted for translation (the roles pages show the host's in the user's
+#: language; a plugin's are shown as it declares them).
+_CRUD_DESCRIPTIONS = {
+    "contact": {"read": N_("See contacts"), "create": N_("Create contacts"), "update": N_("Edit contacts"),
+                "delete": N_("Delete contacts"), "export": N_("Export contacts"), "import": N_("Import contacts"),
+                "merge": N_("Merge contacts")},
+    "interaction": {"read": N_("See interactions"), "create": N_("Create interactions"),
+                    "update": N_("Edit interactions"), "delete": N_("Delete interactions"),
+                    "export": N_("Export interactions"), "import": N_("Import interactions")},
+    "task": {"read": N_("See tasks"), "create": N_("Create tasks"), "update": N_("Edit tasks"),
+             "delete": N_("Delete tasks"), "export": N_("Export tasks"), "import": N_("Import tasks")},
+}
+
+#: The built-in roles' descriptions as ``host.security.roles`` stores them,
+#: marked for translation: the roles pages translate a built-in role's
+#: description while it is still this text (an admin may have changed it).
+BUILTIN_ROLE_DESCRIPTIONS = {
+    "admin": N_("Administrators: every permission, every record."),
+    "manager": N_("Team leads: their team's records."),
+    "staff": N_("Everyone else: their own records."),
+}
+
+
+def _crud(obj: str, extra: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> list[Permission]:
+    described = _CRUD_DESCRIPTIONS[obj]
     perms = [
-        Permission(f"core.{obj}.read", f"See {label}", ALL_ROLES),
-        Permission(f"core.{obj}.create", f"Create {label}", ALL_ROLES),
-        Permission(f"core.{obj}.update", f"Edit {label}", ALL_ROLES),
-        Permission(f"core.{obj}.delete", f"Delete {label}", LEADS),
+        Permission(f"core.{obj}.read", described["read"], ALL_ROLES),
+        Permission(f"core.{obj}.create", described["create"], ALL_ROLES),
+        Permission(f"core.{obj}.update", described["update"], ALL_ROLES),
+        Permission(f"core.{obj}.delete", described["delete"], LEADS),
     ]
-    perms += [Permission(f"core.{obj}.{action}", f"{action.title()} {label}", roles) for action, roles in extra]
+    perms += [Permission(f"core.{obj}.{action}", described[action], roles) for action, roles in extra]
     return perms
 
 
 @hookimpl
 def mosaic_permissions():
     return [
-        *_crud("contact", "contacts", (("export", LEADS), ("import", LEADS), ("merge", LEADS))),
-        *_crud("interaction", "interactions", (("export", LEADS), ("import", LEADS))),
-        *_crud("task", "tasks", (("export", LEADS), ("import", LEADS))),
-        Permission("core.user.read", "See users", LEADS),
-        Permission("core.user.create", "Invite users", ADMIN),
-        Permission("core.user.update", "Edit and deactivate users", ADMIN),
-        Permission("core.team.read", "See teams", ALL_ROLES),
-        Permission("core.team.update", "Manage teams", ADMIN),
-        Permission("core.role.read", "See roles and permissions", LEADS),
-        Permission("core.role.update", "Manage roles, permissions and scopes", ADMIN),
+        *_crud("contact", (("export", LEADS), ("import", LEADS), ("merge", LEADS))),
+        *_crud("interaction", (("export", LEADS), ("import", LEADS))),
+        *_crud("task", (("export", LEADS), ("import", LEADS))),
+        Permission("core.user.read", N_("See users"), LEADS),
+        Permission("core.user.create", N_("Invite users"), ADMIN),
+        Permission("core.user.update", N_("Edit and deactivate users"), ADMIN),
+        Permission("core.team.read", N_("See teams"), ALL_ROLES),
+        Permission("core.team.update", N_("Manage teams"), ADMIN),
+        Permission("core.role.read", N_("See roles and permissions"), LEADS),
+        Permission("core.role.update", N_("Manage roles, permissions and scopes"), ADMIN),
         # Entries hold old and new field values of any record: admins only by
         # default (a record's own history shows on its page to those who see it).
-        Permission("core.audit.read", "Read the audit trail", ADMIN),
-        Permission("core.security.read", "Read the security log", ADMIN),
-        Permission("core.personal_data.export", "Export a person's data", ADMIN),
-        Permission("core.personal_data.erase", "Erase a person's data", ADMIN),
-        Permission("core.job.read", "See background jobs", LEADS),
-        Permission("core.settings.update", "Change company settings", ADMIN),
-        Permission("core.webhook.update", "Manage webhooks", ADMIN),
-        Permission("core.customfield.update", "Manage custom fields", ADMIN),
+        Permission("core.audit.read", N_("Read the audit trail"), ADMIN),
+        Permission("core.security.read", N_("Read the security log"), ADMIN),
+        Permission("core.personal_data.export", N_("Export a person's data"), ADMIN),
+        Permission("core.personal_data.erase", N_("Erase a person's data"), ADMIN),
+        Permission("core.job.read", N_("See background jobs"), LEADS),
+        Permission("core.settings.update", N_("Change company settings"), ADMIN),
+        Permission("core.webhook.update", N_("Manage webhooks"), ADMIN),
+        Permission("core.customfield.update", N_("Manage custom fields"), ADMIN),
     ]
 
 

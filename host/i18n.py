@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, format_currency, format_date, format_datetime, format_decimal, get_locale
-from flask_babel import lazy_gettext
+from flask_babel import gettext, lazy_gettext
 
 #: The languages the staff UI has catalogues for (English is the source).
 LANGUAGES = ("en", "bg", "ru", "sk")
@@ -82,6 +82,18 @@ def current_language() -> str:
     return str(get_locale() or DEFAULT_LANGUAGE)
 
 
+def role_description(role: Any) -> str:
+    """A role's description for the admin pages: a built-in role's in the
+    user's language while it is the text the host gave it; one an admin
+    wrote (or changed) as written."""
+    from .hookimpls import BUILTIN_ROLE_DESCRIPTIONS
+
+    text = getattr(role, "description", None) or ""
+    if getattr(role, "builtin", False) and text and BUILTIN_ROLE_DESCRIPTIONS.get(role.name) == text:
+        return gettext(text)
+    return text
+
+
 # --- Jinja filters -----------------------------------------------------------------
 
 
@@ -130,7 +142,8 @@ def init_app(app: Flask) -> Babel:
     app.jinja_env.filters.update(
         datetime=datetime_filter, date=date_filter, number=number_filter, money=money_filter
     )
-    app.jinja_env.globals.update(current_language=current_language, language_names=LANGUAGE_NAMES)
+    app.jinja_env.globals.update(current_language=current_language, language_names=LANGUAGE_NAMES,
+                                role_description=role_description)
     return babel
 
 

@@ -9,6 +9,8 @@ from werkzeug.routing import BuildError
 from host.i18n import N_
 from host.security.access import current_principal
 
+from .validation import translate_text
+
 #: (endpoint, label, permission) of every admin page, in the order shown.
 ADMIN_PAGES = (
     ("admin_users.index", N_("Users"), "core.user.read"),
@@ -42,12 +44,13 @@ def form_text(name: str, limit: int = 1000) -> str:
 
 
 def first_errors(messages) -> dict[str, str]:
-    """marshmallow's messages by field as one line per field, for forms."""
+    """marshmallow's messages by field as one line per field, for forms,
+    in the user's language."""
     found: dict[str, str] = {}
     for name, value in (messages or {}).items():
         while isinstance(value, (list, tuple)) and value:
             value = value[0]
         if isinstance(value, dict):
             value = "; ".join(str(v[0] if isinstance(v, list) and v else v) for v in value.values())
-        found[str(name)] = str(value)
+        found[str(name)] = translate_text(str(value))
     return found

@@ -28,6 +28,7 @@ from host.security.access import current_principal, require
 from . import labels
 from .common import back_to, int_or_none, team_choices, user_choices, user_names
 from .forms import CUSTOM_PREFIX
+from .validation import translate_messages, translate_text
 
 bp = Blueprint("contacts", __name__)
 
@@ -118,7 +119,7 @@ def index():
         contacts, next_cursor = lists.list_contacts(session, principal, filters, custom=custom, sort=sort,
                                                     limit=PAGE_SIZE, cursor=_cursor())
     except ValidationError as exc:
-        errors = exc.messages
+        errors = translate_messages(exc.messages)
     definitions = services.custom_field_definitions(session)
     users = user_choices(session)
     body = render_template(
@@ -176,7 +177,7 @@ def bulk_action():
 
 def _bulk_error(messages: dict[str, Any]) -> str:
     names = {"ids": _("Contacts"), "tag": _("Tag"), "lifecycle_stage": _("Stage"), "owner_id": _("Owner")}
-    return " ".join(f"{names.get(k, k)}: {' '.join(map(str, v))}" for k, v in messages.items())
+    return " ".join(f"{names.get(k, k)}: {' '.join(translate_text(str(m)) for m in v)}" for k, v in messages.items())
 
 
 # --- saved filters ------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ def save_filter():
         saved_filters.save_filter(session, AREA, current_principal().user_id, name, params)
     except ValidationError as exc:
         session.rollback()
-        flash(_("The filter was not saved: %(why)s", why=" ".join(m for v in exc.messages.values() for m in v)), "error")
+        flash(_("The filter was not saved: %(why)s", why=" ".join(translate_text(m) for v in exc.messages.values() for m in v)), "error")
         return redirect(url_for("contacts.index") + ("?" + urlencode(params) if params else ""))
     session.commit()
     flash(_("Filter “%(name)s” saved.", name=" ".join(name.split())), "success")

@@ -26,6 +26,8 @@ from marshmallow import Schema, fields, validate
 
 from host.core.schemas import FieldDefinition
 
+from .validation import translate_text
+
 #: Prefix of the inputs of custom fields: ``cf:<key>``.
 CUSTOM_PREFIX = "cf:"
 
@@ -204,7 +206,8 @@ def read_form(form_fields: Iterable[FormField], formdata: Mapping[str, Any]) -> 
 
 def errors_by_input(messages: Mapping[str, Any], form_fields: Iterable[FormField]) -> tuple[dict[str, list[str]], list[str]]:
     """A ``ValidationError``'s messages by input name, and those no input
-    on the page shows (e.g. a service's rule about two fields)."""
+    on the page shows (e.g. a service's rule about two fields), in the
+    user's language (the API keeps them in English)."""
     by_input: dict[str, list[str]] = {}
     placed: set[tuple[str, ...]] = set()
     for form_field in form_fields:
@@ -228,7 +231,7 @@ def _flat(messages: Any) -> list[str]:
         return [f"{k}: {m}" for k, v in messages.items() for m in _flat(v)]
     if isinstance(messages, (list, tuple)):
         return [m for item in messages for m in _flat(item)]
-    return [str(messages)]
+    return [translate_text(str(messages))]
 
 
 # --- showing values ------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from host.db import session as db_session
 from host.security.access import current_principal, login_required
 
 from . import import_drafts, labels
+from .validation import translate_text
 
 bp = Blueprint("imports", __name__)
 
@@ -350,7 +351,10 @@ def _report(job: dict[str, Any]) -> dict[str, Any]:
     page = min(_page_number(), pages)
     return {
         "result": result,
-        "rejected_rows": rejected_rows[(page - 1) * REJECTED_PAGE:page * REJECTED_PAGE],
+        # The job stored the service's English messages (the API reports
+        # them so); the page shows them in the reader's language.
+        "rejected_rows": [{**item, "message": translate_text(str(item.get("message") or ""))}
+                          for item in rejected_rows[(page - 1) * REJECTED_PAGE:page * REJECTED_PAGE]],
         "page": page, "pages": pages,
         "duplicates": (result.get("possible_duplicates") or [])[:DUPLICATES_SHOWN],
         "download": url_for("imports.rejected", job_id=job["id"]) if result.get("rejected_file") else None,

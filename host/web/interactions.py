@@ -23,6 +23,7 @@ from . import files, labels
 from .common import user_choices, user_names
 from .editing import submit_edit
 from .forms import Form, schema_fields, values_from_record
+from .validation import translate_messages, translate_text
 
 bp = Blueprint("interactions", __name__)
 
@@ -67,7 +68,7 @@ def index():
         limit, cursor = loaded.pop("limit"), loaded.pop("cursor", None)
         rows, next_cursor = services.list_interactions(session, loaded, limit=limit, cursor=cursor)
     except ValidationError as exc:
-        errors = exc.messages
+        errors = translate_messages(exc.messages)
     body = render_template(
         "core/interactions/list.html", rows=rows, params=params, errors=errors,
         contacts=lists.contact_names(session, principal, (r.contact_id for r in rows)),
@@ -160,7 +161,7 @@ def restore(interaction_id: int):
         services.restore_record(session, Interaction, interaction_id)
     except ValidationError as exc:
         session.rollback()
-        flash(" ".join(m for v in exc.messages.values() for m in v), "error")
+        flash(" ".join(translate_text(m) for v in exc.messages.values() for m in v), "error")
         return redirect(url_for("interactions.in_recycle_bin", interaction_id=interaction_id), code=303)
     session.commit()
     flash(_("Interaction restored."), "success")

@@ -18,6 +18,7 @@ from host.security.access import current_principal, require
 
 from . import labels
 from .common import int_or_none
+from .forms import errors_by_input
 
 bp = Blueprint("merge", __name__)
 
@@ -89,7 +90,7 @@ def merge(contact_id: int):
         services.merge_contacts(session, survivor.id, data["merge_id"], fields=data["field_choices"])
     except ValidationError as exc:
         session.rollback()
-        errors = [f"{k}: {v}" for k, v in exc.messages.items()]
+        _none, errors = errors_by_input(exc.messages, ())  # no inputs: every message as "field: message"
         return _render(*_pair(contact_id, other), errors=errors, status=422)
     session.commit()
     flash(_("Merged. Everything of the other contact is now here; the other one is in the recycle bin."), "success")

@@ -24,6 +24,7 @@ from . import files, labels
 from .common import back_to, int_or_none, user_choices, user_names
 from .editing import submit_edit
 from .forms import Form, errors_by_input, read_form, schema_fields, values_from_form, values_from_record
+from .validation import translate_text
 
 bp = Blueprint("tasks", __name__)
 
@@ -217,7 +218,7 @@ def restore(task_id: int):
         services.restore_record(session, Task, task_id)
     except ValidationError as exc:
         session.rollback()
-        flash(" ".join(m for v in exc.messages.values() for m in v), "error")
+        flash(" ".join(translate_text(m) for v in exc.messages.values() for m in v), "error")
         return redirect(url_for("tasks.in_recycle_bin", task_id=task_id), code=303)
     session.commit()
     flash(_("Task restored."), "success")
