@@ -284,3 +284,46 @@ def test_recycle_bin_lists_and_restores_within_scope(app, signed_in):
     assert _in_db(app, lambda s: s.get(Contact, contact_id).deleted_at) is None
     assert _post(lead, "/admin/recycle-bin/999999/restore", {}, "/admin/recycle-bin").status_code == 404
     assert lead.get("/admin/recycle-bin?cursor=%%%").status_code == 400
+
+
+# --- roles in the user's language ---------------------------------------------------------------------
+
+
+@pytest.mark.with_plugins("marketing")
+def test_roles_pages_describe_the_hosts_permissions_and_roles_in_the_language(app, admin):
+    """The host's permission and built-in role descriptions are translated;
+    a plugin's descriptions and an admin's own text are shown as written."""
+    from host.security import roles
+    from host.security.models import Role
+
+    def prepare(session):
+        roles.set_description(session, "manager", "Our regional leads")
+        roles.create_role(session, "auditors", "See campaigns")  # an admin's text, even if it reads like one
+        return session.query(Role).filter_by(name="admin").one().id
+
+    admin_id = _in_db(app, prepare)
+    russian = {"Accept-Language": "ru"}
+    listing = _html(admin.get("/admin/roles", headers=russian))
+    assert "<small>Администраторы: все права, все записи.</small>" in listing
+    assert "<small>Все остальные: свои записи.</small>" in listing
+    assert "<small>Our regional leads</small>" in listing, "a changed built-in description is the admin's text"
+    assert "<small>See campaigns</small>" in listing
+    page = _html(admin.get(f"/admin/roles/{admin_id}", headers=russian))
+    assert "<p>Администраторы: все права, все записи.</p>" in page
+    assert "<legend>Основные</legend>" in page
+    assert "core.contact.read <small>Просмотр контактов</small>" in page
+    assert "core.role.update <small>Управление ролями, правами и областями видимости</small>" in page
+    assert "core.contact.merge <small>Объединение контактов</small>" in page
+    assert "marketing.campaign.read <small>See campaigns</small>" in page, "a plugin's text as it declares it"
+    assert "See contacts" not in page and "Administrators:" not in page
+    english = _html(admin.get(f"/admin/roles/{admin_id}", headers={"Accept-Language": "en"}))
+    assert "core.contact.read <small>See contacts</small>" in english and "<legend>Core</legend>" in english
+
+
+def test_every_builtin_role_description_is_marked_for_translation():
+    """The roles pages translate a built-in role's description only while it
+    is the text in ``BUILTIN_ROLE_DESCRIPTIONS``: it must follow the service's."""
+    from host.hookimpls import BUILTIN_ROLE_DESCRIPTIONS
+    from host.security.roles import BUILTIN_DESCRIPTIONS
+
+    assert BUILTIN_ROLE_DESCRIPTIONS == BUILTIN_DESCRIPTIONS

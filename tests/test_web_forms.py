@@ -181,3 +181,40 @@ def test_a_hand_added_field_is_not_read(app, rep):
     assert response.status_code == 303
     (stored,) = rows(app, select(Contact.owner_id, Contact.external_id))
     assert stored.owner_id != 999 and stored.external_id is None
+
+
+def test_validation_messages_follow_the_users_language_and_the_api_stays_english(app, rep):
+    """One validation path: the form shows the schema's messages translated
+    next to their fields (values such as the allowed choices kept); the API
+    answers the same request in English whatever the language."""
+    define_fields(app)
+    bulgarian = {"Accept-Language": "bg"}
+    token = csrf_token(rep, "/contacts")
+    response = rep.post("/contacts/new", headers=bulgarian, data={
+        "csrf_token": token, "kind": "person", "first_name": "Ann", "email": "not-an-email", "country": "Bulgaria",
+        "lifecycle_stage": "lead"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and '<html lang="bg">' in html
+    assert error_of(html, "email") == "Невалиден имейл адрес."
+    assert error_of(html, "country") == "Използвайте двубуквен код на държава."
+    assert "Not a valid" not in html
+    # Custom fields are checked by the service once the schema accepts the rest.
+    response = rep.post("/contacts/new", headers=bulgarian, data={
+        "csrf_token": token, "kind": "person", "first_name": "Ann", "lifecycle_stage": "lead",
+        "cf:seats": "lots", "cf:segment": "export"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert error_of(html, "cf-seats") == "Невалидно число."
+    assert error_of(html, "cf-segment") == "Трябва да е едно от: retail, wholesale."
+    assert "Not a valid" not in html and "Must be one of" not in html
+    missing = post(rep, "/contacts/new", {"kind": "person", "first_name": "Ann", "lifecycle_stage": "lead"})
+    assert error_of(missing.get_data(as_text=True), "cf-segment") == "Missing data for required field."
+    russian = rep.post("/contacts/new", headers={"Accept-Language": "ru"}, data={
+        "csrf_token": token, "kind": "company", "name": "Firm", "birthday": "2000-01-01", "lifecycle_stage": "lead",
+        "cf:segment": "retail"})
+    assert error_of(russian.get_data(as_text=True), "birthday") == "День рождения бывает только у людей.", \
+        "a service's message too"
+    api = app.test_client().post("/api/v1/contacts", json={"first_name": "Ann", "email": "not-an-email"},
+                                 headers={**_bearer(app), "Accept-Language": "bg"})
+    errors = api.get_json()["errors"]["json"]
+    assert api.status_code == 422 and errors["email"] == ["Not a valid email address."]
