@@ -35,6 +35,7 @@ MARSHMALLOW_MESSAGES = (
     N_("Unknown field."),
     N_("Not a valid list."),
     N_("Not a valid string."),
+    N_("Not a valid utf-8 string."),
     N_("Not a valid number."),
     N_("Number too large."),
     N_("Not a valid integer."),
