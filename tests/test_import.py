@@ -394,3 +394,72 @@ def test_a_plugins_import_target_through_the_hook(make_app):
     with state(app).db.Session() as session:
         stored = dict(session.execute(select(Setting.key, Setting.value).where(Setting.key.like("acme:%"))).all())
     assert stored == {"acme:a1": {"title": "First", "by": ADMIN}, "acme:d4": {"title": "Fourth", "by": ADMIN}}
+
+
+# --- loading rows with the fields a file can fill (imports._row_schema) ---------------------------------------------
+
+
+def _outcome_of(schema, data):
+    """What loading gives, with the messages' order (dict equality ignores it)."""
+    try:
+        return "ok", list(schema.load(data).items())
+    except ValidationError as exc:
+        return "error", list(exc.messages.items())
+
+
+def test_rows_load_as_the_whole_contact_schema_loads_them():
+    """The schema rows are loaded with leaves out fields no column feeds;
+    every row, good or bad (a column fed to a field the schema does not
+    load included), gives the same data or the same messages in the same
+    order as the whole ``ContactCreateSchema``."""
+    from host.core.schemas import ContactCreateSchema
+
+    target = next(t for t in imports.host_targets() if t.key == "contacts")
+    header = ["Name", "E-mail", "Phones", "Tags", "Birthday", "Marketing consent", "Size", "Kind", "Owner"]
+    column_map = imports.ColumnMap({0: "name", 1: "email", 2: "phones", 3: "tags", 4: "birthday",
+                                    5: "marketing_consent", 6: "custom_fields.size", 7: "kind", 8: "owner_id"},
+                                   [], header)
+    whole = ContactCreateSchema()
+    rows = imports._row_schema(target, whole, column_map)
+    assert rows is not whole and len(rows.load_fields) < len(whole.load_fields)
+    reader = imports.RowReader(column_map, whole)
+    cells = [
+        ["Ann", "ann@example.com", "+359 88 1; 0888", "vip; new", "1980-02-29", "true", "12", "person", ""],
+        ["", "not-an-address", "", "", "1981-02-29", "maybe", "", "robot", ""],
+        ["Bob", "", "", "x" * 101, "", "", "", "", "7"],
+        ["", "", "", "", "", "", "", "", ""],
+        ["B" * 301, "b@example.com", "", "", "tomorrow", "", "many", "company", "3"],
+    ]
+    for row in cells:
+        data = reader.read(row)
+        assert _outcome_of(rows, data) == _outcome_of(whole, data), row
+
+
+def test_rows_keep_required_and_defaulted_fields_and_hooks_keep_the_whole_schema():
+    from types import SimpleNamespace
+
+    from marshmallow import validates_schema
+
+    class Sample(Schema):
+        needed = fields.String(required=True)
+        defaulted = fields.String(load_default="x")
+        given = fields.String()
+        other = fields.Integer()
+
+    column_map = imports.ColumnMap({0: "given"}, [], ["Given"])
+    whole = Sample()
+    rows = imports._row_schema(SimpleNamespace(schema=Sample), whole, column_map)
+    assert list(rows.load_fields) == ["needed", "defaulted", "given"]
+    for data in ({"given": "g"}, {"given": "g", "needed": "n"}):
+        assert _outcome_of(rows, data) == _outcome_of(whole, data)
+    assert _outcome_of(rows, {"given": "g"}) == ("error", [("needed", ["Missing data for required field."])])
+    # a schema instance (built with options of its own) is used as it is
+    assert imports._row_schema(SimpleNamespace(schema=whole), whole, column_map) is whole
+
+    class Checked(Sample):
+        @validates_schema
+        def check(self, data, **kwargs):
+            pass
+
+    checked = Checked()
+    assert imports._row_schema(SimpleNamespace(schema=Checked), checked, column_map) is checked

@@ -77,6 +77,25 @@ for _name in _FIELDS:
     setattr(_Draft, _name, None)
 
 
+class _EmailRow:
+    """A draft's e-mail row (what ``services.apply_emails`` reads and sets
+    of a ``ContactEmail``)."""
+
+    __slots__ = ("email", "label")
+
+    def __init__(self, email: str, label: str | None) -> None:
+        self.email, self.label = email, label
+
+
+class _PhoneRow:
+    """A draft's phone row (as ``_EmailRow``, of a ``ContactPhone``)."""
+
+    __slots__ = ("phone", "number_digits", "label")
+
+    def __init__(self, phone: str, number_digits: str, label: str | None) -> None:
+        self.phone, self.number_digits, self.label = phone, number_digits, label
+
+
 @dataclass
 class NewContact:
     """A validated row waiting for its INSERT."""
@@ -153,9 +172,9 @@ class ContactBatch:
         except ValidationError as exc:
             errors.add("custom_fields", exc.messages["custom_fields"])
         services.apply_consent(draft, data, errors)
-        services.apply_phones(draft, data, errors)
+        services.apply_phones(draft, data, errors, row_type=_PhoneRow)
         errors.raise_if_any()
-        services.apply_emails(draft, data)
+        services.apply_emails(draft, data, row_type=_EmailRow)
         stage = services.apply_stage(draft, data)
         return NewContact(
             values={name: getattr(draft, name) for name in _FIELDS},

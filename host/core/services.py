@@ -248,6 +248,9 @@ def normalise_email(value: str) -> str:
     return value.strip().lower()
 
 
+_NOT_ASCII_DIGIT = re.compile(r"[^0-9]+")
+
+
 def normalise_phone(raw: str) -> str:
     """The form a phone number is matched in (``number_digits``).
 
@@ -266,7 +269,10 @@ def normalise_phone(raw: str) -> str:
     international = text.startswith("+")
     if international:
         text = text.replace("(0)", "")
-    digits = "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
+    if text.isascii():  # the usual case, and the only decimal digits there are 0-9 (an import's hot path)
+        digits = _NOT_ASCII_DIGIT.sub("", text)
+    else:
+        digits = "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
     if not international and digits.startswith("00"):
         international, digits = True, digits[2:]
     return f"+{digits}" if international and digits else digits
@@ -433,7 +439,7 @@ def _wanted_entries(current: list[_Entry], current_primary: str | None, primary:
     if listed is not _MISSING:
         if isinstance(primary, _Entry):  # first, with the label the list gives it
             same = next((e for e in listed if e is not None and e.key == primary.key), None)
-            chosen = dataclasses.replace(primary, label=primary.label or (same.label if same else None))
+            chosen = _Entry(primary.key, primary.value, primary.label or (same.label if same else None))
             return chosen, _dedup([chosen, *listed])
         entries = _dedup(listed)
         keep = next((e for e in entries if e.key == current_primary), None) if primary is _MISSING else None
@@ -444,7 +450,7 @@ def _wanted_entries(current: list[_Entry], current_primary: str | None, primary:
     if primary is None:
         return (others[0] if others else None), others
     existing = next((e for e in current if e.key == primary.key), None)
-    chosen = dataclasses.replace(primary, label=primary.label or (existing.label if existing else None))
+    chosen = _Entry(primary.key, primary.value, primary.label or (existing.label if existing else None))
     return chosen, _dedup([chosen, *others])
 
 
@@ -470,7 +476,9 @@ def _sync_rows(rows: list[Any], wanted: list[_Entry], key_of: Callable[[Any], st
     return changed
 
 
-def _apply_emails(contact: Contact, data: Mapping[str, Any]) -> bool:
+def _apply_emails(contact: Contact, data: Mapping[str, Any], row_type: Callable[..., Any] = ContactEmail) -> bool:
+    """``row_type`` makes a new row (an import's draft contact takes a
+    plain object: a mapped one costs more to build than the rest)."""
     if "email" not in data and "emails" not in data:
         return False
     primary = data.get("email", _MISSING)
@@ -483,12 +491,14 @@ def _apply_emails(contact: Contact, data: Mapping[str, Any]) -> bool:
         row.label = entry.label
 
     changed = _sync_rows(contact.emails, wanted, lambda r: r.email, lambda r: r.email,
-                         lambda e: ContactEmail(email=e.value, label=e.label), update_row)
+                         lambda e: row_type(email=e.value, label=e.label), update_row)
     contact.email = chosen.value if chosen else None
     return changed
 
 
-def _apply_phones(contact: Contact, data: Mapping[str, Any], errors: _Errors) -> bool:
+def _apply_phones(contact: Contact, data: Mapping[str, Any], errors: _Errors,
+                  row_type: Callable[..., Any] = ContactPhone) -> bool:
+    """``row_type``: as for ``_apply_emails``."""
     if "phone" not in data and "phones" not in data:
         return False
     primary = data.get("phone", _MISSING)
@@ -506,7 +516,7 @@ def _apply_phones(contact: Contact, data: Mapping[str, Any], errors: _Errors) ->
         row.phone, row.label = entry.value, entry.label
 
     changed = _sync_rows(contact.phones, wanted, lambda r: r.number_digits, lambda r: r.phone,
-                         lambda e: ContactPhone(phone=e.value, number_digits=e.key, label=e.label), update_row)
+                         lambda e: row_type(phone=e.value, number_digits=e.key, label=e.label), update_row)
     contact.phone, contact.phone_digits = (chosen.value, chosen.key) if chosen else (None, None)
     return changed
 

@@ -313,10 +313,25 @@ def record_creates(session: Session, model: type, rows: Iterable[Mapping[str, An
         entries = [{
             "occurred_at": now, "user_id": user_id, "action": "create", "object_type": object_type,
             "object_id": ",".join(str(row[key]) for key in pk_keys),
-            "changes": {key: [None, REDACTED if key in secret else json_safe(row[key])]
-                        for key in keys if row.get(key) is not None},
+            "changes": _create_changes(row, keys, secret),
         } for row in rows]
     _insert(session, entries)
+
+
+#: Values ``json_safe`` returns as they are (exact types: a subclass goes through it).
+_PLAIN = frozenset({str, int, bool, float})
+
+
+def _create_changes(row: Mapping[str, Any], keys: list[str], secret: set[str]) -> dict[str, list[Any]]:
+    """``{key: [None, value]}`` as ``_entry`` stores it. An import builds
+    one per row over every column: ``json_safe`` is called only for values
+    that are not plain already (most are text and numbers)."""
+    if secret:
+        return {key: [None, REDACTED if key in secret else json_safe(value)]
+                for key in keys if (value := row.get(key)) is not None}
+    plain = _PLAIN
+    return {key: [None, value if value.__class__ in plain else json_safe(value)]
+            for key in keys if (value := row.get(key)) is not None}
 
 
 # --- bulk updates ------------------------------------------------------------------
