@@ -97,7 +97,13 @@ def create_app(
         TESTING=cfg.testing,
         DEBUG=cfg.debug,
         MOSAIC_CONFIG=cfg,
+        TRUSTED_HOSTS=cfg.trusted_hosts,
     )
+    if cfg.proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = cfg.proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
     db = Database(cfg.database_url)
     dispatcher = EventDispatcher(pm)
     dispatcher.install(db.Session, db.WriteSession)

@@ -9,6 +9,7 @@ so a bad one stops the start with a line naming its key.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -37,6 +38,27 @@ class _PluginList(fields.Field):
         return [item for item in items if item]
 
 
+class _HostList(fields.Field):
+    """A comma string (environment) or a list (TOML) of host names, each
+    ``name``, ``name:port`` or ``.domain`` (that domain and its subdomains,
+    as Flask's ``TRUSTED_HOSTS`` reads it)."""
+
+    _HOST = re.compile(r"^\.?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?$")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            items = [part.strip() for part in value.split(",")]
+        elif isinstance(value, (list, tuple)):
+            items = [str(part).strip() for part in value]
+        else:
+            raise ValidationError("Must be a comma-separated string or a list of host names.")
+        items = [item for item in items if item]
+        bad = [item for item in items if not self._HOST.match(item)]
+        if bad:
+            raise ValidationError(f"Not a host name: {bad[0]!r}.")
+        return items or None
+
+
 class ConfigSchema(Schema):
     database_url = fields.String(load_default=None, allow_none=True)
     plugins = _PluginList(load_default=None, allow_none=True)
@@ -60,6 +82,14 @@ class ConfigSchema(Schema):
     #: otherwise a URL resolving to one is refused (SSRF guard).
     webhooks_allow_private = fields.Boolean(load_default=False)
     base_url = fields.Url(load_default=None, allow_none=True, require_tld=False)
+    #: Requests whose Host header names none of these answer 400 (a forged
+    #: Host cannot reach links built from it). Unset: any host.
+    trusted_hosts = _HostList(load_default=None, allow_none=True)
+    #: How many reverse proxies stand in front: their X-Forwarded-For/-Proto/
+    #: -Host/-Port headers are believed for that many hops (client address
+    #: for login limits and the security log, HTTPS for cookies and HSTS).
+    #: 0 believes none, so a client cannot forge its address.
+    proxies = fields.Integer(load_default=0, validate=validate.Range(min=0, max=5))
     trace_plugins = fields.Boolean(load_default=False)
     jobs_inline = fields.Boolean(load_default=False)
     max_content_length = fields.Integer(load_default=32 * 1024 * 1024, validate=validate.Range(min=1024))
@@ -81,6 +111,8 @@ ENV_KEYS = (
     "mail_log_body",
     "webhooks_allow_private",
     "base_url",
+    "trusted_hosts",
+    "proxies",
     "trace_plugins",
     "jobs_inline",
     "max_content_length",
@@ -99,6 +131,8 @@ class MosaicConfig:
     mail_log_body: bool
     webhooks_allow_private: bool
     base_url: str | None
+    trusted_hosts: list[str] | None
+    proxies: int
     trace_plugins: bool
     jobs_inline: bool
     max_content_length: int

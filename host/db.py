@@ -61,6 +61,9 @@ def utcnow() -> dt.datetime:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # Statement parameters hold personal data and password hashes; errors
+    # and logs show the SQL without them unless a caller asks.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         _configure_sqlite(engine)

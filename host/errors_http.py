@@ -8,10 +8,12 @@ no traceback.
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from .i18n import N_
 
@@ -23,6 +25,10 @@ def wants_json() -> bool:
 
 
 def handle_http_exception(error: HTTPException):
+    if isinstance(error, SecurityError):
+        # A Host outside ``trusted_hosts``: no URL can be built for this
+        # request (Flask made no URL adapter), so no page that links anywhere.
+        return "Bad Request: this host name is not served here.\n", 400, {"Content-Type": "text/plain; charset=utf-8"}
     if wants_json():
         payload = {"code": error.code, "status": error.name, "message": error.description}
         data = getattr(error, "data", None) or {}
@@ -78,7 +84,19 @@ def _own_headers(error: HTTPException) -> list[tuple[str, str]]:
 
 
 def handle_unexpected(error: Exception):
-    log.exception("unhandled error on %s %s", request.method, _loggable_path())
+    if isinstance(error, DBAPIError):
+        # The driver's text carries the failing row or key (PostgreSQL's
+        # DETAIL: "Failing row contains (...)", "Key (email)=(...)"), personal
+        # data or a password hash: log what failed and where, not the values.
+        orig = error.orig
+        diag = getattr(orig, "diag", None)
+        primary = getattr(diag, "message_primary", None) or str(orig).split("\n", 1)[0]
+        log.error("unhandled database error on %s %s: %s (%s): %s (SQLSTATE %s)\n[SQL: %s]\n%s",
+                  request.method, _loggable_path(), type(error).__name__, type(orig).__name__, primary,
+                  getattr(orig, "sqlstate", None),
+                  error.statement, "".join(traceback.format_tb(error.__traceback__)).rstrip())
+    else:
+        log.exception("unhandled error on %s %s", request.method, _loggable_path())
     return handle_http_exception(InternalServerError())
 
 
