@@ -8,6 +8,7 @@ A misconfiguration prints its one line to stderr and exits with status 2.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any, Callable
 
@@ -245,7 +246,18 @@ from .core.imports_cli import import_command  # noqa: E402  (click only)
 cli.add_command(import_command)
 
 
+def _configure_logging() -> None:
+    """Log to stderr, unless something (a wrapper, the embedding program) set
+    logging up first: without a handler, only warnings would show, through
+    Python's last-resort handler, and INFO lines asked for (the plugin trace
+    of ``MOSAIC_TRACE_PLUGINS=1``, set to INFO by ``create_app``) would vanish."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def main() -> None:
+    _configure_logging()
     cli(prog_name="mosaic")
 
 

@@ -61,6 +61,15 @@ def test_plugins_list_json(run):
         assert isinstance(row["depends"], list) and row["version"]
 
 
+def test_trace_plugins_shows_hook_calls_on_the_command_line(run):
+    traced = run("routes", env={"MOSAIC_PLUGINS": "sales", "MOSAIC_TRACE_PLUGINS": "1"})
+    assert traced.returncode == 0, traced.stderr
+    lines = [line for line in traced.stderr.splitlines() if " mosaic.plugins.trace: hook " in line]
+    assert any(" plugin=sales " in line for line in lines), traced.stderr[-2000:]
+    quiet = run("routes", env={"MOSAIC_PLUGINS": "sales"})
+    assert "mosaic.plugins.trace" not in quiet.stderr
+
+
 def test_plugins_list_text(run):
     result = run("plugins", "list", env={"MOSAIC_PLUGINS": "service"})
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
