@@ -433,6 +433,13 @@ def test_rows_load_as_the_whole_contact_schema_loads_them():
     for row in cells:
         data = reader.read(row)
         assert _outcome_of(rows, data) == _outcome_of(whole, data), row
+    # loaded as a batch (one ``many`` call): each row as loaded alone
+    batch = imports._load_rows(rows, [reader.read(row) for row in cells])
+    assert [type(item) for item in batch] == [dict, ValidationError, ValidationError, dict, ValidationError]
+    for row, loaded in zip(cells, batch):
+        alone = _outcome_of(whole, reader.read(row))
+        assert (("error", list(loaded.messages.items())) if isinstance(loaded, ValidationError)
+                else ("ok", list(loaded.items()))) == alone, row
 
 
 def test_rows_keep_required_and_defaulted_fields_and_hooks_keep_the_whole_schema():

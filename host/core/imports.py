@@ -49,9 +49,10 @@ import logging
 import re
 import secrets
 import zipfile
+from collections.abc import Mapping  # isinstance() through typing's alias is slow
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from marshmallow import Schema, ValidationError, fields, missing, validate
 from sqlalchemy import and_, select
@@ -552,11 +553,11 @@ def run_import(session: Session, request: ImportRequest, *, principal: Principal
         batch = table.rows[start:start + batch_size]
         valid: list[tuple[int, dict[str, Any]]] = []
         with _collector_paused():
-            for number, cells in batch:
-                try:
-                    valid.append((number, schema.load(reader.read(cells))))
-                except ValidationError as exc:
-                    _reject(report, number, errors_by_column(exc.messages, column_map))
+            for (number, _cells), loaded in zip(batch, _load_rows(schema, [reader.read(cells) for _n, cells in batch])):
+                if isinstance(loaded, ValidationError):
+                    _reject(report, number, errors_by_column(loaded.messages, column_map))
+                else:
+                    valid.append((number, loaded))
             if valid:
                 outcomes = _write_batch(session, target, valid, user, request.options if write_options else None)
                 for (number, _data), outcome in zip(valid, outcomes):
@@ -592,6 +593,35 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _plain(schema: Schema) -> bool:
+    """Whether loading with ``schema`` is its fields and nothing else: no
+    hooks (``validates``, ``pre_load``... may read any field, or the whole
+    collection), no error handler of its own, errors kept by item."""
+    return (not any(schema._hooks.values()) and type(schema).handle_error is Schema.handle_error
+            and schema.opts.index_errors)
+
+
+def _load_rows(schema: Schema, rows: list[dict[str, Any]]) -> list[Any]:
+    """Each row's loaded data, or its ``ValidationError``. A plain schema
+    loads the batch in one call (``many``): each row's messages are those
+    of loading it alone, the other rows' data complete (it only saves
+    marshmallow's per-call work, a fifth of loading a row)."""
+    if not _plain(schema):
+        return [_load_one(schema, row) for row in rows]
+    try:
+        return schema.load(rows, many=True)
+    except ValidationError as exc:
+        messages, loaded = exc.messages, exc.valid_data
+    return [ValidationError(messages[index]) if index in messages else loaded[index] for index in range(len(rows))]
+
+
+def _load_one(schema: Schema, row: dict[str, Any]) -> Any:
+    try:
+        return schema.load(row)
+    except ValidationError as exc:
+        return exc
+
+
 def _row_schema(target: Any, schema: Schema, column_map: ColumnMap) -> Schema:
     """The schema rows are loaded with: the target's schema class limited
     (``only``) to the fields a row of this file can hold, and those that act
@@ -601,9 +631,8 @@ def _row_schema(target: Any, schema: Schema, column_map: ColumnMap) -> Schema:
     "missing" while costing a third of the validation time. The result and
     the messages (same fields, same order, same unknown-field errors) are
     those of the full schema. A schema instance (built with options we
-    cannot repeat) or one with hooks (``validates``, ``pre_load``... may
-    read any field) is used whole."""
-    if not isinstance(target.schema, type) or any(schema._hooks.values()) or schema.only is not None:
+    cannot repeat) or one that is not ``_plain`` is used whole."""
+    if not isinstance(target.schema, type) or not _plain(schema) or schema.only is not None:
         return schema
     heads = {name.partition(".")[0] for name in column_map.fields.values()}
     wanted = [name for name, f in schema.load_fields.items()
