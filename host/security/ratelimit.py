@@ -58,6 +58,14 @@ class RateLimiter:
         count = self._incr(key, index, window_seconds, 0)
         return Decision(count < limit, count, limit, retry)
 
+    def release(self, key: str, window_seconds: int, now: float | None = None) -> None:
+        """Take back one event counted by ``hit`` at ``now`` (the same window:
+        pass the ``now`` given to ``hit``, so a window boundary in between
+        cannot leave a negative count in the next one)."""
+        now = time.time() if now is None else now
+        index, _ = self._window(window_seconds, now)
+        self._incr(key, index, window_seconds, -1)
+
     def reset(self, key: str, window_seconds: int, now: float | None = None) -> None:
         now = time.time() if now is None else now
         index, _ = self._window(window_seconds, now)
