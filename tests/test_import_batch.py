@@ -327,3 +327,31 @@ def _without_ids(rows: list[Any], keyed: bool) -> list[Any]:
         return rows
     return [{k: v for k, v in row.items() if k not in ("id", "contact_id", "object_id", "data")} if isinstance(row, dict)
             else row[1:] for row in rows]
+
+
+def test_insert_rows_stores_what_sqlalchemy_stores(make_app):
+    """``import_batch.insert_rows`` (its own multi-row INSERT on SQLite)
+    leaves the same column text as SQLAlchemy's insert: times, JSON, NULLs;
+    and there refuses rows that leave out a column with a Python-side
+    default (which it would not fill)."""
+    from sqlalchemy import insert
+
+    from host.core import import_batch
+
+    app = make_app(plugins=[])
+    table = AuditEntry.__table__
+    when = dt.datetime(2026, 12, 3, 8, 15, 4, 123456, tzinfo=dt.timezone.utc)
+    rows = [{"occurred_at": when, "user_id": None, "action": "create", "object_type": "core.contact",
+             "object_id": str(n), "changes": {"name": [None, f"Иван {n}"], "n": [None, n]} if n else None}
+            for n in range(3)]
+    with app.app_context(), state(app).db.WriteSession() as session:
+        session.execute(insert(table), rows)
+        ids = import_batch.insert_rows(session, table, rows, returning=True)
+        assert len(ids) == 3
+        raw = [tuple(row) for row in session.execute(text(
+            "SELECT occurred_at, user_id, action, object_type, object_id, changes FROM audit_entry ORDER BY id"))]
+        assert raw[3:] == raw[:3]
+        if session.get_bind().dialect.name == "sqlite":  # elsewhere SQLAlchemy's insert fills defaults
+            with pytest.raises(ValueError):
+                import_batch.insert_rows(session, LifecycleChange.__table__, [{"contact_id": 1, "to_stage": "lead"}])
+        session.rollback()

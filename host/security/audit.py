@@ -299,6 +299,12 @@ def record_creates(session: Session, model: type, rows: Iterable[Mapping[str, An
     the primary key, ``CREATE_NOISE`` and ``__audit_exclude__``), by the
     acting user. ``rows`` are the inserted values by attribute key, with
     the primary key filled in."""
+    _insert(session, create_entries(session, model, rows))
+
+
+def create_entries(session: Session, model: type, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ``audit_entry`` rows ``record_creates`` inserts, for a caller
+    that inserts them itself (an import, with its own bulk INSERT)."""
     mapper = inspect(model)
     pk_keys = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
     skip = _excluded(model, creating=True) | set(pk_keys)
@@ -315,7 +321,7 @@ def record_creates(session: Session, model: type, rows: Iterable[Mapping[str, An
             "object_id": ",".join(str(row[key]) for key in pk_keys),
             "changes": _create_changes(row, keys, secret),
         } for row in rows]
-    _insert(session, entries)
+    return entries
 
 
 #: Values ``json_safe`` returns as they are (exact types: a subclass goes through it).
