@@ -6,6 +6,7 @@ they carry, while the REST API keeps answering in English."""
 from __future__ import annotations
 
 import inspect
+import io
 
 import pytest
 from flask_babel import refresh
@@ -13,7 +14,7 @@ from marshmallow import ValidationError, fields, validate
 
 from host.web import validation
 
-from .test_web_import import BAD_FILE, MANAGER, csv_bytes, dry_run, table_rows
+from .test_web_import import BAD_FILE, MANAGER, csv_bytes, dry_run, table_rows, token_of
 
 pytestmark = pytest.mark.with_plugins()
 
@@ -119,3 +120,17 @@ def test_marshmallows_own_messages_are_all_translated(in_language):
     in_language("ru")
     untranslated = sorted(m for m in _default_messages() if validation.translate_text(m) == m)
     assert untranslated == []
+
+
+def test_a_refused_file_is_explained_in_the_language(app, manager):
+    def upload(content: bytes, language: str):
+        return manager.post("/import", content_type="multipart/form-data", headers={"Accept-Language": language},
+                            data={"csrf_token": token_of(manager), "type": "contacts",
+                                  "file": (io.BytesIO(content), "people.csv")})
+
+    latin1 = upload("name\nJosé\n".encode("latin-1"), "sk")
+    assert latin1.status_code == 422
+    assert ("Súbor nie je text v UTF-8 (bajt 0xe9 na pozícii 8): uložte ho ako CSV UTF-8 alebo ako .xlsx."
+            in latin1.get_data(as_text=True))
+    twice = upload(b"name,email,name\nAnn,a@example.com,Ann\n", "bg")
+    assert "Колоната &#39;name&#39; се среща два пъти (колони 1 и 3)." in twice.get_data(as_text=True)

@@ -123,7 +123,7 @@ def upload():
     try:
         imports.read_table(data, filename, max_bytes=_limit())
     except imports.ImportFileError as exc:
-        return _upload_page(key, {"file": [exc.message]}, 422)
+        return _upload_page(key, {"file": [translate_text(exc.message)]}, 422)
     draft = import_drafts.create(current_app.instance_path, current_principal().user_id, key, filename, data)
     return redirect(url_for("imports.columns", token=draft.token), code=303)
 
@@ -143,7 +143,7 @@ def _table(draft: import_drafts.Draft) -> imports.Table:
         return imports.read_table(import_drafts.data(current_app.instance_path, draft), draft.filename,
                                   max_bytes=_limit())
     except imports.ImportFileError as exc:  # the limit shrank since the upload
-        abort(422, description=exc.message)
+        abort(422, description=translate_text(exc.message))
 
 
 def _start_job(draft: import_drafts.Draft, target: Any, *, dry_run: bool) -> int:
@@ -297,7 +297,7 @@ def save_columns(token: str):
                 imports.prepare(session, target.key, import_drafts.data(current_app.instance_path, draft),
                                 draft.filename, max_bytes=_limit(), mapping=mapping)
         except imports.ImportFileError as exc:
-            general = [exc.message]
+            general = [translate_text(exc.message)]
     if errors or general:
         return _columns_page(draft, target, table, available, chosen, on_duplicate=on_duplicate, errors=errors,
                              general=general, status=422)
@@ -331,7 +331,7 @@ def _failure(job: dict[str, Any]) -> str:
     in the server's log)."""
     error = job.get("error") or ""
     if error.startswith(FILE_ERROR_PREFIX):
-        return error[len(FILE_ERROR_PREFIX):]
+        return translate_text(error[len(FILE_ERROR_PREFIX):])
     return _("The import stopped because of an error on the server; its log has the details.")
 
 

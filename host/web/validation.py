@@ -109,7 +109,32 @@ SERVICE_MESSAGES = (
     N_("You have %(max)s saved filters: delete one first."),
 )
 
-MESSAGES = MARSHMALLOW_MESSAGES + SCHEMA_MESSAGES + SERVICE_MESSAGES
+#: Why the import service refuses a whole file (``ImportFileError``): the
+#: upload, mapping and check pages show them.
+FILE_MESSAGES = (
+    N_("The file is larger than the limit of %(limit)s."),
+    N_("The file is empty."),
+    N_("The first row must hold the column names."),
+    N_("The column %(column)s appears twice (columns %(first)s and %(second)s)."),
+    N_("The file has more than %(max)s rows: split it."),
+    N_("The file is not a valid XLSX workbook (it is not a zip archive)."),
+    N_("Old Excel (.xls) files are not supported: save the sheet as .xlsx or CSV UTF-8."),
+    N_("The file is not UTF-8 text (byte %(byte)s at position %(position)s): save it as CSV UTF-8, or as .xlsx."),
+    N_("The file is not a text file (it holds NUL characters): upload CSV UTF-8 or .xlsx."),
+    N_("The file is not valid CSV (row %(row)s): %(error)s."),
+    N_("The file is not a valid XLSX workbook (a damaged zip archive)."),
+    N_("The workbook unpacks to too much data: save it as CSV UTF-8, or split it."),
+    N_("The file is not a valid XLSX workbook."),
+    N_("The workbook has no sheet."),
+    N_("The mapping names the column %(column)s, which the file does not have."),
+    N_("The mapping maps %(column)s to %(field)s, which is not a field of this type."),
+    N_("The mapping maps two columns to the field %(field)s."),
+    N_("The file has no column for the required field %(field)s."),
+    N_("The file has no column for the required field %(field)s (or %(others)s)."),
+    N_("The uploaded file is gone (was the job run twice?)."),
+)
+
+MESSAGES = MARSHMALLOW_MESSAGES + SCHEMA_MESSAGES + SERVICE_MESSAGES + FILE_MESSAGES
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 #: Values that are numbers: matching them strictly keeps a sentence from
