@@ -156,7 +156,10 @@ def check_code(session: Session, user: User, code: str | None, *, now: float | N
     settle(session)
     limiter = current_app.extensions["mosaic"].rate_limiter
     key = _limit_key(user)
-    decision = limiter.peek(key, ATTEMPT_LIMIT, ATTEMPT_WINDOW_S, now=now)
+    # Counted before the check and given back when right, so simultaneous
+    # guesses cannot each pass a check made before any of them was counted.
+    counted_at = time.time() if now is None else now
+    decision = limiter.hit(key, ATTEMPT_LIMIT, ATTEMPT_WINDOW_S, now=counted_at)
     if not decision.allowed:
         return CheckResult(Check.LIMITED, decision.retry_after)
     step = matching_step(user.totp_secret or "", code or "", now) if user.totp_secret else None
@@ -166,8 +169,8 @@ def check_code(session: Session, user: User, code: str | None, *, now: float | N
     elif user.totp_last_step is not None and step <= user.totp_last_step:
         outcome = Check.REPLAYED
     if outcome is not Check.OK:
-        limiter.hit(key, ATTEMPT_LIMIT, ATTEMPT_WINDOW_S, now=now)
         return CheckResult(outcome)
+    limiter.release(key, ATTEMPT_WINDOW_S, now=counted_at)
     user.totp_last_step = step
     return CheckResult(Check.OK)
 

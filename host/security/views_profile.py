@@ -11,6 +11,8 @@ never stored anywhere readable: not in the session cookie, not in a log.
 
 from __future__ import annotations
 
+import time
+
 import functools
 import zoneinfo
 from typing import Any
@@ -123,12 +125,15 @@ def _password_check(user: User, password: str) -> tuple[str | None, int | None]:
     totp.settle(db_session())
     limiter = current_app.extensions["mosaic"].rate_limiter
     key = f"profile:password:{user.id}"
-    decision = limiter.peek(key, PASSWORD_CHECK_LIMIT, PASSWORD_CHECK_WINDOW_S)
+    # Counted before the (slow) check, given back when right: simultaneous
+    # guesses cannot all pass a check made before any was counted.
+    counted_at = time.time()
+    decision = limiter.hit(key, PASSWORD_CHECK_LIMIT, PASSWORD_CHECK_WINDOW_S, now=counted_at)
     if not decision.allowed:
         return gettext(TOO_MANY_TRIES), decision.retry_after
     if passwords.verify_password(user.password_hash, password):
+        limiter.release(key, PASSWORD_CHECK_WINDOW_S, now=counted_at)
         return None, None
-    limiter.hit(key, PASSWORD_CHECK_LIMIT, PASSWORD_CHECK_WINDOW_S)
     return gettext(WRONG_PASSWORD), None
 
 
