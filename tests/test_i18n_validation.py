@@ -79,6 +79,8 @@ def test_joined_messages_are_each_translated_and_keep_their_values(in_language):
         "custom_fields": {"size": ["Dĺžka musí byť od 1 do 200."]}, "name": ["Neznáme pole."]}
     in_language("en")
     assert validation.translate_text(text) == text
+    # The matcher only tries positions that start with a capital letter.
+    assert all(message[0].isupper() for message in validation.MESSAGES)
 
 
 def _default_messages():

@@ -327,3 +327,14 @@ def test_every_builtin_role_description_is_marked_for_translation():
     from host.security.roles import BUILTIN_DESCRIPTIONS
 
     assert BUILTIN_ROLE_DESCRIPTIONS == BUILTIN_DESCRIPTIONS
+
+
+def test_settings_errors_speak_the_users_language(admin):
+    version = _version(_html(admin.get("/admin/settings")))
+    token = csrf_token(admin, "/admin/settings")
+    response = admin.post("/admin/settings", headers={"Accept-Language": "sk"}, data={
+        **SETTINGS, "base_currency": "XXXX", "default_time_zone": "Mars/Base", "version": version, "csrf_token": token})
+    html = _html(response)
+    assert response.status_code == 422
+    assert 'id="base_currency-error">Vyberte kód meny podľa ISO 4217, napríklad EUR alebo BGN.<' in html
+    assert 'id="default_time_zone-error">Vyberte časové pásmo zo zoznamu, napríklad Europe/Sofia.<' in html

@@ -13,6 +13,8 @@ from host.db import session as db_session
 from host.i18n import LANGUAGE_NAMES
 from host.security.access import require
 
+from .validation import translate_messages
+
 bp = Blueprint("admin_settings", __name__, url_prefix="/admin/settings")
 
 PERMISSION = "core.settings.update"
@@ -43,7 +45,7 @@ def save():
     except ValueError:
         expected = -1
     if errors:
-        return _render(422, form={**cleaned, "version": expected}, errors=errors)
+        return _render(422, form={**cleaned, "version": expected}, errors=translate_messages(errors))
     session = db_session()
     try:
         company.save_company(session, cleaned, expected)

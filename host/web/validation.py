@@ -107,6 +107,10 @@ SERVICE_MESSAGES = (
     N_("Give the filter a name."),
     N_("Use at most %(max)s characters."),
     N_("You have %(max)s saved filters: delete one first."),
+    # host.company.validate (the company settings)
+    N_("Choose an ISO 4217 currency code such as EUR or BGN."),
+    N_("Choose one of the listed languages."),
+    N_("Choose a time zone from the list, such as Europe/Sofia."),
 )
 
 #: Why the import service refuses a whole file (``ImportFileError``): the
@@ -161,7 +165,8 @@ def _matcher() -> tuple[re.Pattern[str], tuple[str, ...]]:
     # sentence wins over a shorter one.
     ordered = tuple(sorted(set(MESSAGES), key=len, reverse=True))
     alternatives = "|".join(_pattern(index, msgid) for index, msgid in enumerate(ordered))
-    return re.compile(rf"(?<!\w)(?:{alternatives})"), ordered
+    # Every message starts with a capital: other positions are skipped at once.
+    return re.compile(rf"(?<!\w)(?=[A-Z])(?:{alternatives})"), ordered
 
 
 def _translated(found: re.Match[str], ordered: tuple[str, ...]) -> str:
