@@ -7,10 +7,10 @@ there. ``ContactBatch`` validates each new contact in Python with the
 services' own helpers (``services.apply_*``, run in the order
 ``services._apply_contact`` runs them, so a row gets the same messages
 under the same fields) and keeps it pending; ``flush`` writes every pending
-contact with Core multi-row INSERTs: the contacts (ids by ``RETURNING``),
-their e-mails, phones, tags and first lifecycle stage, the audit trail's
-create entries (``audit.record_creates``, the entries the flush listeners
-write for an ORM insert) and the ``contact.created`` events
+contact with multi-row INSERTs (``insert_rows``): the contacts (ids by
+``RETURNING``), their e-mails, phones, tags and first lifecycle stage, the
+audit trail's create entries (``audit.create_entries``, the entries the
+flush listeners write for an ORM insert) and the ``contact.created`` events
 (``events.publish_many``, delivered after commit like ``publish``'s). The
 search index follows by itself: its triggers fire on every INSERT.
 
