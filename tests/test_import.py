@@ -470,3 +470,21 @@ def test_rows_keep_required_and_defaulted_fields_and_hooks_keep_the_whole_schema
 
     checked = Checked()
     assert imports._row_schema(SimpleNamespace(schema=Checked), checked, column_map) is checked
+
+
+def test_the_collector_pause_of_a_batch_restores_the_state_it_found():
+    import gc
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with imports._collector_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("a batch failed")
+    assert gc.isenabled()
+    gc.disable()  # someone else (a caller, another thread's batch) turned it off: stays off
+    try:
+        with imports._collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
