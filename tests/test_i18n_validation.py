@@ -136,3 +136,21 @@ def test_a_refused_file_is_explained_in_the_language(app, manager):
             in latin1.get_data(as_text=True))
     twice = upload(b"name,email,name\nAnn,a@example.com,Ann\n", "bg")
     assert "Колоната &#39;name&#39; се среща два пъти (колони 1 и 3)." in twice.get_data(as_text=True)
+
+
+def test_list_filter_errors_are_translated_and_readable(app, signed_in):
+    """A custom field filter's error is nested (custom_fields -> key): shown
+    as text in the language, not as JSON with escaped letters."""
+    from host.core import services
+    from host.security.access import SYSTEM
+
+    from .core_support import run_as
+
+    run_as(app, SYSTEM, lambda s: services.create_custom_field(s, {"key": "seats", "label": "Seats", "type": "number"}))
+    client = signed_in("rep@example.com")
+    response = client.get("/contacts?cf:seats=lots", headers={"Accept-Language": "ru"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "custom_fields: seats: Недопустимое число.</li>" in html and "\\u" not in html
+    response = client.get("/contacts?kind=robot", headers={"Accept-Language": "ru"})
+    assert "kind: Должно быть одним из: person, company.</li>" in response.get_data(as_text=True)
