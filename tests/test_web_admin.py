@@ -338,3 +338,18 @@ def test_settings_errors_speak_the_users_language(admin):
     assert response.status_code == 422
     assert 'id="base_currency-error">Vyberte kód meny podľa ISO 4217, napríklad EUR alebo BGN.<' in html
     assert 'id="default_time_zone-error">Vyberte časové pásmo zo zoznamu, napríklad Europe/Sofia.<' in html
+
+
+def test_custom_field_errors_speak_the_users_language(admin):
+    token = csrf_token(admin, "/admin/custom-fields")
+    bulgarian = {"Accept-Language": "bg"}
+    response = admin.post("/admin/custom-fields", headers=bulgarian, data={
+        "label": "Tier", "key": "Bad Key", "type": "colour", "choices": "", "csrf_token": token})
+    html = _html(response)
+    assert response.status_code == 422
+    assert ('id="key-error">Използвайте малки латински букви, цифри и _, като започнете с буква (най-много 100).<'
+            in html)
+    assert 'id="type-error">Трябва да е едно от: text, number, date, bool, choice.<' in html
+    response = admin.post("/admin/custom-fields", headers=bulgarian, data={
+        "label": "Tier", "key": "tier", "type": "choice", "choices": "", "csrf_token": token})
+    assert 'id="choices-error">Полето за избор изисква поне една възможност.<' in _html(response)
