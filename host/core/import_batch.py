@@ -35,9 +35,11 @@ from the principal, ``created_by``/``updated_by`` (``audit._stamp``),
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import operator
 from collections.abc import Mapping  # isinstance() through typing's alias is slow
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Sequence
 
 from marshmallow import ValidationError
@@ -154,24 +156,31 @@ def insert_rows(session: Session, table: Any, rows: list[dict[str, Any]], *, ret
             return list(connection.execute(insert(table).returning(table.c.id), rows).scalars())
         connection.execute(insert(table), rows)
         return []
-    keys = list(rows[0])
-    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
-    order = list(compiled.positiontup)
-    if sorted(order) != sorted(keys):
-        raise ValueError(f"insert_rows: {table.name} columns with defaults must be given ({sorted(set(order) - set(keys))})")
+    order, head, one = _statement(table, tuple(rows[0]), dialect)
     columns = [_processed(table.c[key].type._cached_bind_processor(dialect), [row[key] for row in rows])
                for key in order]
-    head, _values, one = compiled.string.partition(" VALUES ")
     tail = " RETURNING id" if returning else ""
     per_statement = max(1, min(dialect.insertmanyvalues_page_size, dialect.insertmanyvalues_max_parameters // len(order)))
     ids: list[int] = []
     for start in range(0, len(rows), per_statement):
         count = min(per_statement, len(rows) - start)
-        flat = tuple(value for values in zip(*(column[start:start + count] for column in columns)) for value in values)
+        flat = tuple(chain.from_iterable(zip(*(column[start:start + count] for column in columns))))
         result = connection.exec_driver_sql(f"{head} VALUES {', '.join([one] * count)}{tail}", flat)
         if returning:
             ids.extend(row[0] for row in result)
     return ids
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(table: Any, keys: tuple[str, ...], dialect: Any) -> tuple[list[str], str, str]:
+    """``insert_rows``' statement for these keys: the column keys in
+    parameter order, the text before VALUES and one row's placeholders."""
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    order = list(compiled.positiontup)
+    if sorted(order) != sorted(keys):
+        raise ValueError(f"insert_rows: {table.name} columns with defaults must be given ({sorted(set(order) - set(keys))})")
+    head, _values, one = compiled.string.partition(" VALUES ")
+    return order, head, one
 
 
 _NOTHING = object()
