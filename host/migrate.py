@@ -144,6 +144,12 @@ UNMODELLED_TABLES = frozenset(
     {"contact_search"} | {f"contact_search_{shadow}" for shadow in ("data", "idx", "content", "docsize", "config")}
 )
 
+#: Indexes of modelled tables that only the migrations make: expressions over
+#: the search index's SQL functions, on PostgreSQL (``ix_contact_name_folded``,
+#: migration ``b7d41c9e2a60``). Left out of the comparison by name; the
+#: search tests check what they are for.
+UNMODELLED_INDEXES = frozenset({"ix_contact_name_folded"})
+
 
 def schema_differences(state) -> list:
     """What differs between the migrated database and the enabled models
@@ -156,6 +162,8 @@ def schema_differences(state) -> list:
     tables -= UNMODELLED_TABLES
 
     def include_object(obj, name, type_, reflected, compare_to):
+        if type_ == "index" and name in UNMODELLED_INDEXES:
+            return False
         table_name = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
         return table_name is None or table_name in tables
 

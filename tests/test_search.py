@@ -232,6 +232,57 @@ def test_exact_name_wins_over_many_newer_prefix_matches(app, monkeypatch):
     assert len(hits) == 5
 
 
+def _whole_word_queries(monkeypatch) -> list[bool]:
+    """Records each candidate query's ``exact_name`` flag."""
+    calls: list[bool] = []
+    original = search._candidates
+    monkeypatch.setattr(search, "_candidates", lambda session, principal, parsed, exact_name, limit: (
+        calls.append(exact_name) or original(session, principal, parsed, exact_name, limit)))
+    return calls
+
+
+def test_an_old_exact_name_still_beats_newer_names_starting_with_the_word(app, monkeypatch):
+    """Newest candidates that all start with the whole word (0.9) can only be
+    beaten by an exact name: that is what is looked for (on PostgreSQL by
+    the folded-name index, not the whole-word GIN query); an older name
+    starting with the word loses the tie to the newer ones."""
+    if db(app).is_sqlite:
+        pytest.skip("SQLite has no folded-name index: its whole-word query takes the newest CANDIDATES "
+                    "whole-word names, so an exact name older than that many is not fetched (docs/architecture.md)")
+    monkeypatch.setattr(search, "CANDIDATES", 10)
+    exact = add(app, "Ívan")
+    older_tie = add(app, "Ivan Older")
+    bulk_contacts(app, [f"Ivan {n}" for n in range(30)])
+    calls = _whole_word_queries(monkeypatch)
+    with db(app).Session() as session:
+        hits = search_contacts(session, EVERYONE, "ivan", 5)
+    assert hits[0].id == exact and hits[0].score == 1.0
+    assert older_tie not in [hit.id for hit in hits] and [hit.score for hit in hits[1:]] == [0.9] * 4
+    assert calls == [False], "the folded-name index is asked instead of the whole-word GIN query"
+
+
+def test_no_second_query_when_the_newest_candidates_are_exact_names(app, monkeypatch):
+    monkeypatch.setattr(search, "CANDIDATES", 10)
+    add(app, "Ivan Petrov")
+    bulk_contacts(app, ["Ivan"] * 30)
+    calls = _whole_word_queries(monkeypatch)
+    with db(app).Session() as session:
+        hits = search_contacts(session, EVERYONE, "ivan", 5)
+    assert [hit.score for hit in hits] == [1.0] * 5
+    assert calls == [False], "nothing older can rank above five exact names"
+
+
+def test_an_old_name_starting_with_the_word_beats_newer_partial_matches(app, monkeypatch):
+    """Below 0.9 the whole-word query still runs: an old "Petrov Ivan" (0.9)
+    outranks thirty newer "Ivan Petrov…" (0.7, the word later in the name)."""
+    monkeypatch.setattr(search, "CANDIDATES", 10)
+    old = add(app, "Petrov Ivan")
+    bulk_contacts(app, [f"Ivan Petrov{n}" for n in range(30)])
+    with db(app).Session() as session:
+        hits = search_contacts(session, EVERYONE, "petrov", 3)
+    assert hits[0].id == old and hits[0].score == 0.9
+
+
 def test_a_common_prefix_returns_limit_hits_ranking_only_a_bounded_set(app, monkeypatch):
     bulk_contacts(app, [f"Ivanov {n}" for n in range(3 * search.CANDIDATES)])
     ranked = []

@@ -171,9 +171,24 @@ def search_contacts(session: Session, principal: Principal, query: str, limit: i
     if parsed is None or limit <= 0:
         return []
     rows = {row.id: row for row in _candidates(session, principal, parsed, False, CANDIDATES)}
-    if len(rows) == CANDIDATES and not parsed.digits:  # more matches than fetched: add whole-word names
-        rows.update((row.id, row) for row in _candidates(session, principal, parsed, True, CANDIDATES))
+    if len(rows) == CANDIDATES and not parsed.digits:
+        # More matches than fetched. Those not fetched are older than every
+        # candidate, so they lose ties and matter only when they score above
+        # the last hit shown; only whole-word names can (see ``score``).
+        to_beat = _score_to_beat(parsed, rows.values(), limit)
+        if to_beat < 1.0:
+            exact_only = to_beat >= _STARTS_WITH_WORDS_SCORE and not _is_sqlite(session)
+            older = (_pg_exact_name_candidates(session, principal, parsed, CANDIDATES) if exact_only
+                     else _candidates(session, principal, parsed, True, CANDIDATES))
+            rows.update((row.id, row) for row in older)
     return rank(parsed, rows.values())[:limit]
+
+
+def _score_to_beat(parsed: Query, rows: Iterable[Any], limit: int) -> float:
+    """The score of the ``limit``-th best of ``rows`` (0 when fewer)."""
+    scoring = _Scoring.of(parsed)
+    scores = sorted((score(scoring, row)[0] for row in rows), reverse=True)
+    return scores[limit - 1] if len(scores) >= limit else 0.0
 
 
 def contact_ids_matching(session: Session, principal: Principal, query: str, limit: int) -> list[int]:
@@ -434,6 +449,15 @@ def _pg_probe_window(session: Session, principal: Principal, parsed: Query, limi
     return found, oldest
 
 
+def _pg_exact_name_candidates(session: Session, principal: Principal, parsed: Query, limit: int) -> list[Any]:
+    """Contacts whose whole name is the query (the only ones that can beat
+    a name starting with its words), through ``ix_contact_name_folded``
+    (migration ``b7d41c9e2a60``): the same fold as the index's text."""
+    match = func.mosaic_search_fold(Contact.name) == func.mosaic_search_fold(_inline(" ".join(parsed.words)))
+    stmt = _candidate_select(_PG_INDEX, _PG_INDEX.c.contact_id, match, principal, limit, order=False)
+    return session.execute(stmt).all()
+
+
 def _pg_access(tokens: Sequence[str] | None) -> list[ColumnElement[bool]]:
     """``access @@ 'o7 | t3'`` for the tokens (nothing for ``None``)."""
     if tokens is None:
@@ -625,6 +649,11 @@ class _Scoring:
         return cls(fold(text), _email_key(text), parsed.digits)
 
 
+#: What a name starting with the query's whole words scores (``score``):
+#: above it only the exact name (1.0).
+_STARTS_WITH_WORDS_SCORE = 0.9
+
+
 def score(scoring: _Scoring, row: Any) -> tuple[float, str]:
     """(score between 0 and 1, the field that earned it) for one candidate.
     Scores share the scale of plugins' ``SearchResult.score``. Fields are
@@ -639,7 +668,7 @@ def score(scoring: _Scoring, row: Any) -> tuple[float, str]:
     if scoring.digits and scoring.digits in (row.phones or "").split():
         return 0.95, "phone"
     if name[: len(query)] == query:
-        return 0.9, "name"
+        return _STARTS_WITH_WORDS_SCORE, "name"
     if _starts_with_words(name, query):
         return 0.8, "name"
     all_names = fold(row.all_names)
