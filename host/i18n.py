@@ -5,7 +5,9 @@ The language comes from the signed-in user's profile, else the browser's
 else English; the time zone from the profile, else the company's default,
 else UTC. Catalogues live in ``host/translations`` (``messages.po`` compiled
 to ``messages.mo``, both shipped in the wheel; ``babel.cfg`` at the
-repository root says what to extract).
+repository root says what to extract). Each enabled plugin may ship its own
+catalogues in ``translations`` beside its package; they are merged with the
+host's, whose translations win for the msgids both have.
 
 Templates format values with the filters registered here, never with
 ``strftime`` or ``str``: ``datetime`` (in the user's time zone), ``date``,
@@ -128,6 +130,20 @@ def money_filter(value: Any, currency: str | None = None) -> str:
     return format_currency(Decimal(str(value)), currency)
 
 
+def plugin_translation_directories(app: Flask) -> list[str]:
+    """The ``translations`` folder beside each enabled plugin's package, in
+    plugin order; plugins without one are skipped. Only this app's enabled
+    plugins: a disabled plugin's catalogue never loads."""
+    state = app.extensions.get("mosaic")
+    if state is None:
+        return []
+    found = []
+    for plugin in state.pm.plugins:
+        if plugin.path is not None and (plugin.path / "translations").is_dir():
+            found.append(str(plugin.path / "translations"))
+    return found
+
+
 def init_app(app: Flask) -> Babel:
     translations = os.path.join(os.path.dirname(__file__), "translations")
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
@@ -139,6 +155,14 @@ def init_app(app: Flask) -> Babel:
         timezone_selector=select_timezone,
         default_translation_directories=translations,
     )
+    # Flask-Babel merges the catalogues of all its directories into one per
+    # language, each later one overwriting the msgids it shares with earlier
+    # ones: the host's comes last so a plugin cannot re-translate the host's
+    # words. Set as a list on this app's Babel configuration rather than
+    # through BABEL_TRANSLATION_DIRECTORIES, which is split at ";" (a legal
+    # character in a path).
+    config = app.extensions["babel"]
+    config.translation_directories = [*plugin_translation_directories(app), *config.translation_directories]
     app.jinja_env.filters.update(
         datetime=datetime_filter, date=date_filter, number=number_filter, money=money_filter
     )
@@ -147,4 +171,4 @@ def init_app(app: Flask) -> Babel:
     return babel
 
 
-__all__ = ["LANGUAGES", "LANGUAGE_NAMES", "N_", "init_app", "lazy_gettext", "select_locale", "select_timezone"]
+__all__ = ["LANGUAGES", "LANGUAGE_NAMES", "N_", "init_app", "lazy_gettext", "plugin_translation_directories", "select_locale", "select_timezone"]
