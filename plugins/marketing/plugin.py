@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import render_template_string
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from markupsafe import Markup
 
 from hooks import MenuItem, Permission, Widget, hookimpl
@@ -39,6 +41,8 @@ def mosaic_api_blueprints():
 
 @hookimpl
 def mosaic_permissions():
+    # Descriptions stay as declared: the admin pages show a plugin's
+    # descriptions untranslated (docs/architecture.md, Localisation).
     return [
         Permission("marketing.campaign.read", "See campaigns", ("admin", "manager", "staff")),
         Permission("marketing.campaign.create", "Create campaigns", ("admin", "manager", "staff")),
@@ -49,7 +53,7 @@ def mosaic_permissions():
 
 @hookimpl
 def mosaic_menu_items(user):
-    return [MenuItem(label="Marketing", endpoint="marketing.index", permission="marketing.campaign.read", order=20)]
+    return [MenuItem(label=_("Marketing"), endpoint="marketing.index", permission="marketing.campaign.read", order=20)]
 
 
 @hookimpl
@@ -57,8 +61,11 @@ def mosaic_dashboard_widgets(user):
     from host.db import session
 
     count = services.count_by_status(session(), "running")
-    html = Markup(render_template_string("<p><strong>{{ count }}</strong> running</p>", count=count))
-    return [Widget(key="marketing-summary", title="Campaigns running", html=html, order=20)]
+    # The count stays first and apart from the words, so no markup enters
+    # the catalogue; the plural form agrees with it (ru, sk have three).
+    html = Markup(render_template_string("<p><strong>{{ count|number }}</strong> {{ words }}</p>",
+                                         count=count, words=ngettext("running", "running", count)))
+    return [Widget(key="marketing-summary", title=_("Campaigns running"), html=html, order=20)]
 
 
 @hookimpl

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import render_template_string
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from markupsafe import Markup
 
 from hooks import MenuItem, Permission, Widget, hookimpl
@@ -39,6 +41,8 @@ def mosaic_api_blueprints():
 
 @hookimpl
 def mosaic_permissions():
+    # Descriptions stay as declared: the admin pages show a plugin's
+    # descriptions untranslated (docs/architecture.md, Localisation).
     return [
         Permission("reports.report.read", "See saved reports", ("admin", "manager", "staff")),
         Permission("reports.report.create", "Create saved reports", ("admin", "manager", "staff")),
@@ -49,7 +53,7 @@ def mosaic_permissions():
 
 @hookimpl
 def mosaic_menu_items(user):
-    return [MenuItem(label="Reports", endpoint="reports.index", permission="reports.report.read", order=40)]
+    return [MenuItem(label=_("Reports"), endpoint="reports.index", permission="reports.report.read", order=40)]
 
 
 @hookimpl
@@ -57,8 +61,11 @@ def mosaic_dashboard_widgets(user):
     from host.db import session
 
     count = services.count_by_status(session(), "active")
-    html = Markup(render_template_string("<p><strong>{{ count }}</strong> active</p>", count=count))
-    return [Widget(key="reports-summary", title="Saved reports", html=html, order=40)]
+    # The count stays first and apart from the words, so no markup enters
+    # the catalogue; the plural form agrees with it (ru, sk have three).
+    html = Markup(render_template_string("<p><strong>{{ count|number }}</strong> {{ words }}</p>",
+                                         count=count, words=ngettext("active", "active", count)))
+    return [Widget(key="reports-summary", title=_("Saved reports"), html=html, order=40)]
 
 
 @hookimpl

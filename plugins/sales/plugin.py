@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from flask import render_template_string
+from flask_babel import gettext as _
 from markupsafe import Markup
 
 from hooks import MenuItem, Permission, Widget, hookimpl
@@ -40,6 +41,8 @@ def mosaic_api_blueprints():
 
 @hookimpl
 def mosaic_permissions():
+    # Descriptions stay as declared: the admin pages show a plugin's
+    # descriptions untranslated (docs/architecture.md, Localisation).
     return [
         Permission("sales.deal.read", "See deals", ("admin", "manager", "staff")),
         Permission("sales.deal.create", "Create deals", ("admin", "manager", "staff")),
@@ -50,7 +53,7 @@ def mosaic_permissions():
 
 @hookimpl
 def mosaic_menu_items(user):
-    return [MenuItem(label="Sales", endpoint="sales.index", permission="sales.deal.read", order=10)]
+    return [MenuItem(label=_("Sales"), endpoint="sales.index", permission="sales.deal.read", order=10)]
 
 
 @hookimpl
@@ -58,8 +61,9 @@ def mosaic_dashboard_widgets(user):
     from host.db import session
 
     total = services.open_pipeline_total(session())
-    html = Markup(render_template_string("<p>Open pipeline: <strong>{{ total }}</strong></p>", total=f"{total:,.2f}"))
-    return [Widget(key="sales-pipeline", title="Pipeline", html=html, order=10)]
+    html = Markup(render_template_string("<p>{{ label }} <strong>{{ total|money }}</strong></p>",
+                                         label=_("Open pipeline:"), total=total))
+    return [Widget(key="sales-pipeline", title=_("Pipeline"), html=html, order=10)]
 
 
 @hookimpl

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import render_template_string
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from markupsafe import Markup
 
 from hooks import MenuItem, Permission, Widget, hookimpl
@@ -39,6 +41,8 @@ def mosaic_api_blueprints():
 
 @hookimpl
 def mosaic_permissions():
+    # Descriptions stay as declared: the admin pages show a plugin's
+    # descriptions untranslated (docs/architecture.md, Localisation).
     return [
         Permission("service.ticket.read", "See tickets", ("admin", "manager", "staff")),
         Permission("service.ticket.create", "Create tickets", ("admin", "manager", "staff")),
@@ -49,7 +53,7 @@ def mosaic_permissions():
 
 @hookimpl
 def mosaic_menu_items(user):
-    return [MenuItem(label="Service", endpoint="service.index", permission="service.ticket.read", order=30)]
+    return [MenuItem(label=_("Service"), endpoint="service.index", permission="service.ticket.read", order=30)]
 
 
 @hookimpl
@@ -57,8 +61,11 @@ def mosaic_dashboard_widgets(user):
     from host.db import session
 
     count = services.count_by_status(session(), "open")
-    html = Markup(render_template_string("<p><strong>{{ count }}</strong> open</p>", count=count))
-    return [Widget(key="service-summary", title="Open tickets", html=html, order=30)]
+    # The count stays first and apart from the words, so no markup enters
+    # the catalogue; the plural form agrees with it (ru, sk have three).
+    html = Markup(render_template_string("<p><strong>{{ count|number }}</strong> {{ words }}</p>",
+                                         count=count, words=ngettext("open", "open", count)))
+    return [Widget(key="service-summary", title=_("Open tickets"), html=html, order=30)]
 
 
 @hookimpl
