@@ -163,12 +163,23 @@ def _in_language(app, language: str, *messages: str) -> list[str]:
         return [flask_gettext(message) for message in messages]
 
 
-def test_a_disabled_plugins_catalogue_is_not_loaded(make_app):
+def test_a_disabled_plugins_catalogue_is_not_loaded(tmp_path, make_app):
     """"Pipeline" is only the sales plugin's msgid: with sales left out of
-    the plugins, it stays English while marketing's words translate; an app
-    with sales, built in the same process, translates it."""
-    without_sales = make_app(plugins=["marketing"], migrate=False)
-    with_sales = make_app(plugins=["marketing", "sales"], migrate=False)
+    MOSAIC_PLUGINS, it stays English while marketing's words translate; an
+    app with sales, built in the same process, translates it."""
+    from host import create_app
+
+    settings = {"instance_path": str(tmp_path / "instance"), "database_url": f"sqlite:///{tmp_path / 'env.db'}",
+                "testing": True, "secret_key": "test-secret-key-not-for-production"}
+    without_sales = create_app(settings, environ={"MOSAIC_PLUGINS": "marketing"})
+    try:
+        _check_catalogues_per_app(without_sales, make_app(plugins=["marketing", "sales"], migrate=False))
+    finally:
+        without_sales.extensions["mosaic"].db.dispose()
+
+
+def _check_catalogues_per_app(without_sales, with_sales) -> None:
+    assert without_sales.extensions["mosaic"].pm.plugin_names == ["marketing"]
     assert _in_language(without_sales, "bg", "Pipeline", "Campaigns running") == ["Pipeline", "Текущи кампании"]
     assert _in_language(with_sales, "bg", "Pipeline", "Campaigns running") == ["Фуния на продажбите", "Текущи кампании"]
     # The first app's merged catalogue did not pick up the second's plugins.
