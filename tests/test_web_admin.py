@@ -311,6 +311,7 @@ def test_roles_pages_describe_the_hosts_permissions_and_roles_in_the_language(ap
     page = _html(admin.get(f"/admin/roles/{admin_id}", headers=russian))
     assert "<p>Администраторы: все права, все записи.</p>" in page
     assert "<legend>Основные</legend>" in page
+    assert "<legend>Маркетинг</legend>" in page, "a plugin's title through its own catalogue"
     assert "core.contact.read <small>Просмотр контактов</small>" in page
     assert "core.role.update <small>Управление ролями, правами и областями видимости</small>" in page
     assert "core.contact.merge <small>Объединение контактов</small>" in page

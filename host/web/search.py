@@ -103,7 +103,8 @@ def search_groups(query: str) -> list[Group]:
     titles = _plugin_titles()
     pm = current_app.extensions["mosaic"].pm
     for plugin, thunk in pm.call_each("mosaic_search", query=query, user=hook_user(session), limit=PER_SOURCE):
-        group = Group(plugin, titles.get(plugin, plugin))
+        # A plugin's title through gettext: its own catalogue translates it (else it stays as declared).
+        group = Group(plugin, _(titles.get(plugin, plugin)))
         try:
             results = list(thunk() or ())
             if not all(isinstance(item, SearchResult) for item in results):
