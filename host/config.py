@@ -28,31 +28,29 @@ class _PluginList(fields.Field):
 
     ``None`` means every installed plugin; an empty string, none."""
 
+    #: What the error calls the items.
+    items_are = "names"
+
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
             items = [part.strip() for part in value.split(",")]
         elif isinstance(value, (list, tuple)):
             items = [str(part).strip() for part in value]
         else:
-            raise ValidationError("Must be a comma-separated string or a list of names.")
+            raise ValidationError(f"Must be a comma-separated string or a list of {self.items_are}.")
         return [item for item in items if item]
 
 
-class _HostList(fields.Field):
-    """A comma string (environment) or a list (TOML) of host names, each
-    ``name``, ``name:port`` or ``.domain`` (that domain and its subdomains,
-    as Flask's ``TRUSTED_HOSTS`` reads it)."""
+class _HostList(_PluginList):
+    """The same, of host names, each ``name``, ``name:port`` or ``.domain``
+    (that domain and its subdomains, as Flask's ``TRUSTED_HOSTS`` reads it);
+    empty means any host (``None``)."""
 
+    items_are = "host names"
     _HOST = re.compile(r"^\.?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?$")
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str):
-            items = [part.strip() for part in value.split(",")]
-        elif isinstance(value, (list, tuple)):
-            items = [str(part).strip() for part in value]
-        else:
-            raise ValidationError("Must be a comma-separated string or a list of host names.")
-        items = [item for item in items if item]
+        items = super()._deserialize(value, attr, data, **kwargs)
         bad = [item for item in items if not self._HOST.match(item)]
         if bad:
             raise ValidationError(f"Not a host name: {bad[0]!r}.")

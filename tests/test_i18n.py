@@ -78,8 +78,14 @@ def test_translations_keep_the_placeholders_of_their_message(language):
     """Views and templates format every translation with the msgid's names
     (``_("Hello %(name)s", name=...)``); a renamed, dropped or extra
     placeholder, or a stray ``%``, would only fail when the page renders."""
+    assert placeholder_mismatches(_catalogue(language)) == []
+
+
+def placeholder_mismatches(catalogue) -> list[tuple[str, str]]:
+    """(msgid, translation) pairs whose placeholders differ from the msgid's
+    or that the msgid's values cannot format (also used for the plugins')."""
     wrong = []
-    for message in _catalogue(language):
+    for message in catalogue:
         if not message.id:
             continue
         original = message.id[1] if isinstance(message.id, (list, tuple)) else message.id
@@ -91,7 +97,7 @@ def test_translations_keep_the_placeholders_of_their_message(language):
                 form % _sample_values(original)
             except (KeyError, ValueError, TypeError) as error:
                 wrong.append((original, f"{form} ({error})"))
-    assert wrong == []
+    return wrong
 
 
 #: Which plural form each count takes: Bulgarian 1 / other; Russian 1, 21 /
