@@ -121,6 +121,7 @@ def mosaic_jobs():
         reminders.job_definition(),
         webhooks.job_definition(),
         imports.job_definition(),
+        imports.purge_job_definition(),
         JobDefinition("core.purge_recycle_bin", purge_recycle_bin_job, every=3600,
                       description="Delete contacts, interactions and tasks 30 days in the recycle bin"),
         *housekeeping_jobs(),

@@ -136,6 +136,34 @@ def test_commit_writes_good_rows_rejects_bad_ones_and_serves_the_rejected_file(a
     assert [r[-1] for r in rows[1:]] == [f"{bad['column']}: {bad['message']}" for bad in BAD_ROWS]
 
 
+def test_rejected_rows_files_go_after_a_week_and_crashed_uploads_after_a_day(app, admin):
+    """They hold customers' data nobody imported; an erasure cannot find it."""
+    client = app.test_client()
+    job = run_import(client, admin, csv_bytes(BAD_FILE, delimiter=";"))
+    rejected = imports.stored_path(app.instance_path, job["result"]["rejected_file"])
+    crashed = imports.stored_path(app.instance_path, imports.new_upload_name("left.csv"))
+    fresh = imports.stored_path(app.instance_path, imports.new_upload_name("running.csv"))
+    draft = imports.folder(app.instance_path) / ("wizard-1-" + "0" * 32)  # the wizard sweeps its own
+    for path in (crashed, fresh, draft):
+        path.write_bytes(b"name\nIvan\n")
+    now = os.stat(rejected).st_mtime
+    os.utime(crashed, (now - 25 * 3600, now - 25 * 3600))
+    os.utime(draft, (now - 30 * 24 * 3600, now - 30 * 24 * 3600))
+    definition = state(app).jobs[imports.PURGE_JOB_NAME]
+    assert definition.every == 3600
+
+    assert imports.purge_old_files(app.instance_path, now=now + 2 * 3600) == {"rejected": 0, "upload": 1}
+    assert rejected.exists() and fresh.exists() and draft.exists() and not crashed.exists()
+    assert imports.purge_old_files(app.instance_path, now=now + 6 * 24 * 3600) == {"rejected": 0, "upload": 1}
+    assert rejected.exists() and not fresh.exists() and draft.exists()
+    assert client.get(f"/api/v1/imports/{job['id']}/rejected", headers=admin).status_code == 200
+
+    assert imports.purge_old_files(app.instance_path, now=now + 8 * 24 * 3600) == {"rejected": 1, "upload": 0}
+    assert not rejected.exists() and draft.exists()
+    gone = client.get(f"/api/v1/imports/{job['id']}/rejected", headers=admin)
+    assert gone.status_code == 404 and gone.get_json()["message"] == "This job has no rejected rows file."
+
+
 def test_reimport_with_external_id_updates_instead_of_duplicating(app, admin):
     client = app.test_client()
     rows = [["external_id", "name", "email", "city"],

@@ -48,6 +48,7 @@ import io
 import logging
 import re
 import secrets
+import time
 import zipfile
 from collections.abc import Mapping  # isinstance() through typing's alias is slow
 from dataclasses import dataclass, field
@@ -1105,6 +1106,47 @@ def _summary(report: ImportReport) -> str:
     verb = "would be" if report.dry_run else "were"
     return (f"{report.created} {verb} created, {report.updated} updated, {report.unchanged} unchanged, "
             f"{len(report.rejected_row_numbers)} rejected")
+
+
+#: How long an import's rejected rows file stays downloadable. It holds
+#: customers' data the import did not take: kept long enough to fix and
+#: re-import, then deleted (a personal-data erasure cannot find it).
+REJECTED_MAX_AGE = dt.timedelta(days=7)
+#: An upload a job has not deleted by then was left by a crash.
+UPLOAD_MAX_AGE = dt.timedelta(days=1)
+PURGE_JOB_NAME = "core.purge_import_files"
+
+
+def purge_old_files(instance_path: str | Path, now: float | None = None) -> dict[str, int]:
+    """Delete rejected rows files older than ``REJECTED_MAX_AGE`` and job
+    uploads older than ``UPLOAD_MAX_AGE`` from the imports folder; returns
+    how many of each. (The wizard's drafts have their own sweep.)"""
+    now = time.time() if now is None else now
+    limits = {"rejected": REJECTED_MAX_AGE.total_seconds(), "upload": UPLOAD_MAX_AGE.total_seconds()}
+    deleted = dict.fromkeys(limits, 0)
+    for path in folder(instance_path).iterdir():
+        kind = path.name.split("-", 1)[0]
+        if kind not in limits:
+            continue
+        try:
+            if now - path.stat().st_mtime > limits[kind]:
+                path.unlink()
+                deleted[kind] += 1
+        except FileNotFoundError:
+            continue  # another process purged it meanwhile
+    return deleted
+
+
+def purge_job(ctx) -> dict[str, int]:
+    """The ``core.purge_import_files`` job (hourly)."""
+    return purge_old_files(ctx.app.instance_path)
+
+
+def purge_job_definition():
+    from hooks import JobDefinition
+
+    return JobDefinition(PURGE_JOB_NAME, purge_job, every=3600,
+                         description="Delete import rejected-rows files after 7 days and uploads left by a crash")
 
 
 def job_definition():
