@@ -24,11 +24,12 @@ import logging
 from typing import Any, Sequence
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from hooks import Event
 
+from .bulk_insert import inserted_ids
 from .models import OutboxEvent
 
 log = logging.getLogger("mosaic.events")
@@ -65,16 +66,9 @@ def publish_many(session: Session, events: Sequence[Event]) -> list[Event]:
     if not events:
         return []
     datas = [_json_copy(event) for event in events]
-    table = OutboxEvent.__table__
     rows = [{"type": event.type, "source": event.source, "data": data, "occurred_at": event.occurred_at}
             for event, data in zip(events, datas)]
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite numbers a multi-row INSERT's rows in VALUES order but may
-        # return them in any order (and SQLAlchemy's ordered RETURNING falls
-        # back to one statement per row there): sort.
-        ids = sorted(session.execute(insert(table).returning(table.c.id), rows).scalars())
-    else:
-        ids = list(session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+    ids = inserted_ids(session, OutboxEvent.__table__, rows)
     stored = [dataclasses.replace(event, id=event_id, data=data) for event, event_id, data in zip(events, ids, datas)]
     transaction = _deciding_transaction(session)
     session.info.setdefault(_PENDING, []).extend([transaction, event] for event in stored)
@@ -103,9 +97,20 @@ def read_outbox(session: Session, after_id: int = 0, limit: int = 100) -> list[E
     ]
 
 
+#: Value types a JSON round trip gives back as they are (exact types).
+_JSON_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _json_copy(event: Event) -> dict[str, Any]:
+    data = event.data
+    # Most events carry a few ids and names: a flat dict of plain values
+    # with text keys is its own JSON copy, without the round trip (an
+    # import publishes one event per row).
+    if data.__class__ is dict and all(
+            key.__class__ is str and value.__class__ in _JSON_PLAIN for key, value in data.items()):
+        return dict(data)
     try:
-        return json.loads(json.dumps(dict(event.data)))
+        return json.loads(json.dumps(dict(data)))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"event {event.type!r}: data must be JSON-serialisable: {exc}") from None
 

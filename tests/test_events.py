@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from hooks import Event, hookimpl
 from host.db import session as request_session
-from host.events import publish, read_outbox
+from host.events import publish, publish_many, read_outbox
 from host.models import OutboxEvent
 from host.testing import plugin_candidate
 
@@ -252,6 +252,37 @@ def test_event_data_is_a_json_copy(db, subscriber):
     assert stored.data == expected
     assert subscriber.events[0].data == expected
     assert outbox(db)[0].data == expected
+
+
+def test_flat_data_is_copied_and_anything_else_goes_through_json(db, subscriber):
+    flat = {"id": 7, "name": "Žofia", "vip": True, "score": 0.5, "team": None}
+    with db.transaction() as session:
+        stored = publish(session, Event("contact.created", flat))
+        numbered = publish(session, Event("contact.tagged", {1: "vip"}))
+        flat["id"] = 8  # the caller keeps using its dict
+
+    assert stored.data == {"id": 7, "name": "Žofia", "vip": True, "score": 0.5, "team": None}
+    assert numbered.data == {"1": "vip"}  # JSON keys are text, as outbox readers see them
+    assert [event.data for event in subscriber.events] == [stored.data, numbered.data]
+    assert [row.data for row in outbox(db)] == [stored.data, numbered.data]
+
+
+def test_publish_many_writes_what_publish_writes_in_order(db, subscriber):
+    events = [Event("contact.created", {"id": n}) for n in range(3)] + [Event("deal.won", {"tags": ("a",)}, source="sales")]
+    with db.transaction() as session:
+        single = publish(session, Event("contact.created", {"id": -1}))
+        stored = publish_many(session, events)
+    with pytest.raises(Rollback), db.transaction() as session:
+        publish_many(session, [Event("rolled_back")])
+        raise Rollback
+
+    assert [event.id for event in stored] == [single.id + n for n in range(1, 5)]
+    assert stored[3].data == {"tags": ["a"]} and stored[3].source == "sales"
+    rows = outbox(db)
+    assert [(row.id, row.type, row.source, row.data) for row in rows] == \
+        [(event.id, event.type, event.source, event.data) for event in [single, *stored]]
+    assert [event.id for event in subscriber.events] == [row.id for row in rows]
+    assert publish_many(None, []) == []
 
 
 def test_data_that_is_not_json_is_refused_at_publish(db, subscriber):

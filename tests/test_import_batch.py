@@ -330,13 +330,13 @@ def _without_ids(rows: list[Any], keyed: bool) -> list[Any]:
 
 
 def test_insert_rows_stores_what_sqlalchemy_stores(make_app):
-    """``import_batch.insert_rows`` (its own multi-row INSERT on SQLite)
+    """``bulk_insert.insert_rows`` (its own multi-row INSERT on SQLite)
     leaves the same column text as SQLAlchemy's insert: times, JSON, NULLs;
     and there refuses rows that leave out a column with a Python-side
     default (which it would not fill)."""
     from sqlalchemy import insert
 
-    from host.core import import_batch
+    from host import bulk_insert
 
     app = make_app(plugins=[])
     table = AuditEntry.__table__
@@ -346,12 +346,12 @@ def test_insert_rows_stores_what_sqlalchemy_stores(make_app):
             for n in range(3)]
     with app.app_context(), state(app).db.WriteSession() as session:
         session.execute(insert(table), rows)
-        ids = import_batch.insert_rows(session, table, rows, returning=True)
+        ids = bulk_insert.insert_rows(session, table, rows, returning=True)
         assert len(ids) == 3
         raw = [tuple(row) for row in session.execute(text(
             "SELECT occurred_at, user_id, action, object_type, object_id, changes FROM audit_entry ORDER BY id"))]
         assert raw[3:] == raw[:3]
         if session.get_bind().dialect.name == "sqlite":  # elsewhere SQLAlchemy's insert fills defaults
             with pytest.raises(ValueError):
-                import_batch.insert_rows(session, LifecycleChange.__table__, [{"contact_id": 1, "to_stage": "lead"}])
+                bulk_insert.insert_rows(session, LifecycleChange.__table__, [{"contact_id": 1, "to_stage": "lead"}])
         session.rollback()

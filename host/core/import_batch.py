@@ -7,7 +7,7 @@ there. ``ContactBatch`` validates each new contact in Python with the
 services' own helpers (``services.apply_*``, run in the order
 ``services._apply_contact`` runs them, so a row gets the same messages
 under the same fields) and keeps it pending; ``flush`` writes every pending
-contact with multi-row INSERTs (``insert_rows``): the contacts (ids by
+contact with multi-row INSERTs (``host.bulk_insert``): the contacts (ids by
 ``RETURNING``), their e-mails, phones, tags and first lifecycle stage, the
 audit trail's create entries (``audit.create_entries``, the entries the
 flush listeners write for an ORM insert) and the ``contact.created`` events
@@ -35,18 +35,16 @@ from the principal, ``created_by``/``updated_by`` (``audit._stamp``),
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import operator
 from collections.abc import Mapping  # isinstance() through typing's alias is slow
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any, Sequence
 
 from marshmallow import ValidationError
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from hooks import Event
+from host.bulk_insert import insert_rows, inserted_ids
 from host.db import utcnow
 from host.events import publish_many
 from host.security import audit
@@ -120,81 +118,6 @@ class NewContact:
     @property
     def phone_keys(self) -> list[str]:
         return [digits for _phone, digits, _label in self.phones]
-
-
-def inserted_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """INSERT ``rows`` into ``table`` (an integer ``id`` key); their ids in
-    the order of ``rows``. SQLite numbers the rows of a multi-row INSERT in
-    VALUES order (one writer at a time; ids only grow) but may return them
-    in any order, and SQLAlchemy would insert one row per statement to keep
-    the order: sort instead. PostgreSQL: SQLAlchemy's ordered RETURNING."""
-    if session.get_bind().dialect.name == "sqlite":
-        return sorted(insert_rows(session, table, rows, returning=True))
-    return list(session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
-
-
-def insert_rows(session: Session, table: Any, rows: list[dict[str, Any]], *, returning: bool = False) -> list[int]:
-    """INSERT ``rows`` (dicts with the same keys: column keys) into
-    ``table``; with ``returning``, the new ids (SQLite: in any order).
-
-    SQLite: multi-row VALUES statements written here, each value through
-    its column type's own bind processor (what SQLAlchemy stores), with
-    the parameters flat. SQLAlchemy's executemany built a parameter dict
-    per row and ran every value through its processor: a fifth of an
-    import's time, for rows whose times are all one ``now``. A processor
-    runs once for a run of the same value object. Multi-row VALUES rather
-    than ``executemany``: the search-index triggers cost far less per
-    statement than per row. Columns with a Python-side default must be in
-    the rows (this writes no defaults): checked. Elsewhere: SQLAlchemy's
-    insertmanyvalues."""
-    if not rows:
-        return []
-    connection = session.connection()
-    dialect = connection.dialect
-    if dialect.name != "sqlite":
-        if returning:
-            return list(connection.execute(insert(table).returning(table.c.id), rows).scalars())
-        connection.execute(insert(table), rows)
-        return []
-    order, head, one = _statement(table, tuple(rows[0]), dialect)
-    columns = [_processed(table.c[key].type._cached_bind_processor(dialect), [row[key] for row in rows])
-               for key in order]
-    tail = " RETURNING id" if returning else ""
-    per_statement = max(1, min(dialect.insertmanyvalues_page_size, dialect.insertmanyvalues_max_parameters // len(order)))
-    ids: list[int] = []
-    for start in range(0, len(rows), per_statement):
-        count = min(per_statement, len(rows) - start)
-        flat = tuple(chain.from_iterable(zip(*(column[start:start + count] for column in columns))))
-        result = connection.exec_driver_sql(f"{head} VALUES {', '.join([one] * count)}{tail}", flat)
-        if returning:
-            ids.extend(row[0] for row in result)
-    return ids
-
-
-@functools.lru_cache(maxsize=64)
-def _statement(table: Any, keys: tuple[str, ...], dialect: Any) -> tuple[list[str], str, str]:
-    """``insert_rows``' statement for these keys: the column keys in
-    parameter order, the text before VALUES and one row's placeholders."""
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
-    order = list(compiled.positiontup)
-    if sorted(order) != sorted(keys):
-        raise ValueError(f"insert_rows: {table.name} columns with defaults must be given ({sorted(set(order) - set(keys))})")
-    head, _values, one = compiled.string.partition(" VALUES ")
-    return order, head, one
-
-
-_NOTHING = object()
-
-
-def _processed(processor: Any, values: list[Any]) -> list[Any]:
-    if processor is None:
-        return values
-    out, last, last_out = [], _NOTHING, None
-    for value in values:
-        if value is not last:
-            last, last_out = value, processor(value)
-        out.append(last_out)
-    return out
 
 
 def _tag_names(names: Sequence[str]) -> list[str]:
