@@ -55,15 +55,18 @@ def test_rebuild_gives_the_rows_the_triggers_keep(app):
         _add(session, "Žofia Nováková", company=firm, emails=("zofia@example.sk",))
         _add(session, "Σωκράτης Ærø")
         _add(session, "Jürgen Łukasz", phones=("+49 30 1234",))
+        # A letter to fold only in a second address (the triggers fold a text
+        # only where they find one).
+        _add(session, "Plain Person", email="plain@example.com", emails=("plain@example.com", "straße@example.de"))
     by_triggers = _index(app)
-    assert len(by_triggers) == 5
+    assert len(by_triggers) == 6
 
     with _db(app).engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM contact_search")  # as after a load with the triggers away
     assert _index(app) == []
 
     with _db(app).engine.begin() as connection:
-        assert rebuild_index(connection) == 5
+        assert rebuild_index(connection) == 6
     assert _index(app) == by_triggers
 
     with _db(app).Session() as session:
@@ -72,6 +75,7 @@ def test_rebuild_gives_the_rows_the_triggers_keep(app):
         assert found[0] == "Ёлкин & Groß ООД" and set(found[1:]) == {"Иван Петров", "Žofia Nováková"}
         assert [hit.name for hit in search_contacts(session, EVERYONE, "zofia")] == ["Žofia Nováková"]
         assert [hit.name for hit in search_contacts(session, EVERYONE, "σωκρατης aero")] == ["Σωκράτης Ærø"]
+        assert [hit.name for hit in search_contacts(session, EVERYONE, "strasse")] == ["Plain Person"]
 
 
 def test_rebuild_keeps_owner_and_team_tokens_so_scoped_search_is_unchanged(app):
