@@ -66,6 +66,7 @@ from host.security.models import User
 
 from . import services
 from .import_batch import ContactBatch
+from .import_batch_linked import InteractionBatch, TaskBatch
 from .models import Contact, ContactEmail, ContactPhone, Interaction, Task
 from .schemas import ContactCreateSchema, InteractionCreateSchema, TaskCreateSchema
 
@@ -940,37 +941,97 @@ class _ContactLink:
 
 
 def _write_linked(session: Session, rows: Sequence[Mapping[str, Any]], user: Any, model: Any, *,
-                  create: Callable[..., Any], update: Callable[..., Any], contact_required: bool) -> list[RowOutcome]:
+                  create: Callable[..., Any], update: Callable[..., Any], contact_required: bool,
+                  batch_type: Callable[..., Any] | None = None) -> list[RowOutcome]:
     """Interactions and tasks: ``external_id`` updates a visible record,
-    is refused for one the user may not see, else the row is created."""
+    is refused for one the user may not see, else the row is created:
+    through ``create`` one row at a time, each in a savepoint, or, given a
+    ``batch_type`` (``import_batch_linked``), validated by the same rules and
+    written together. Rows are stored in file order: the pending new rows
+    are written before a row that updates, so ids, audit entries and events
+    come out as row by row."""
     principal = _principal_of(session, user)
     visible, taken = _by_external_id(session, model, principal, rows)
     links = _ContactLink(session, principal, rows)
 
-    def one(row: Mapping[str, Any]) -> RowOutcome:
+    def resolved(row: Mapping[str, Any]) -> dict[str, Any]:
         data = links.resolve(row)
         if contact_required and data.get("contact_id") is None:
             raise ValidationError({"contact_id": ["Give contact_id or contact_external_id."]})
+        return data
+
+    def updated(data: Mapping[str, Any]) -> RowOutcome:
         external_id = (data.get("external_id") or "").strip()
-        if external_id in visible:
-            record = session.get(model, visible[external_id])
-            before = record.version
-            changes = {key: value for key, value in data.items() if key != "external_id"}
-            updated = update(session, visible[external_id], changes, principal=principal)
-            return RowOutcome("updated" if updated.version != before else "unchanged")
+        record = session.get(model, visible[external_id])
+        before = record.version
+        changes = {key: value for key, value in data.items() if key != "external_id"}
+        result = update(session, visible[external_id], changes, principal=principal)
+        return RowOutcome("updated" if result.version != before else "unchanged")
+
+    def one(row: Mapping[str, Any]) -> RowOutcome:
+        data = resolved(row)
+        if (data.get("external_id") or "").strip() in visible:
+            return updated(data)
         create(session, data, principal=principal)
         return RowOutcome("created")
 
-    return [RowOutcome("rejected", _TAKEN) if (row.get("external_id") or "").strip() in taken
-            else _savepoint_row(session, lambda row=row: one(row)) for row in rows]
+    if batch_type is None:
+        return [RowOutcome("rejected", _TAKEN) if (row.get("external_id") or "").strip() in taken
+                else _savepoint_row(session, lambda row=row: one(row)) for row in rows]
+
+    outcomes: list[RowOutcome] = []
+    batch = None
+    with services.acting(principal):
+        for row in rows:
+            external_id = (row.get("external_id") or "").strip()
+            if external_id in taken:
+                outcomes.append(RowOutcome("rejected", _TAKEN))
+            elif external_id in visible:
+                if batch is not None:
+                    batch.flush()
+                outcomes.append(_savepoint_row(session, lambda row=row: updated(resolved(row))))
+            else:
+                if batch is None:
+                    batch = batch_type(session, principal, contact_ids=[r.get("contact_id") for r in rows],
+                                       visible_contacts=links.ids.values(), claimed_external_ids=set(visible) | taken)
+                try:
+                    batch.add(*batch.prepare(resolved(row)))
+                except ValidationError as exc:
+                    outcomes.append(RowOutcome("rejected", exc.messages))
+                else:
+                    outcomes.append(RowOutcome("created"))
+        if batch is not None:
+            batch.flush()
+    return outcomes
 
 
 def write_interactions(session: Session, rows: Sequence[Mapping[str, Any]], user: Any) -> list[RowOutcome]:
+    """The interactions target's ``write``: new rows by the rules of
+    ``services.create_interaction``, written together
+    (``import_batch_linked.InteractionBatch``); a visible external id
+    updates (``services.update_interaction``)."""
+    return _write_linked(session, rows, user, Interaction, create=services.create_interaction,
+                         update=services.update_interaction, contact_required=True, batch_type=InteractionBatch)
+
+
+def write_interactions_row_by_row(session: Session, rows: Sequence[Mapping[str, Any]], user: Any) -> list[RowOutcome]:
+    """``write_interactions`` through ``services.create_interaction`` one
+    row at a time, each in a savepoint: the reference the batch path is
+    tested against (tests/test_import_batch_linked.py), not used by imports."""
     return _write_linked(session, rows, user, Interaction, create=services.create_interaction,
                          update=services.update_interaction, contact_required=True)
 
 
 def write_tasks(session: Session, rows: Sequence[Mapping[str, Any]], user: Any) -> list[RowOutcome]:
+    """The tasks target's ``write``: as ``write_interactions``, by the rules
+    of ``services.create_task`` (``import_batch_linked.TaskBatch``)."""
+    return _write_linked(session, rows, user, Task, create=services.create_task, update=services.update_task,
+                         contact_required=False, batch_type=TaskBatch)
+
+
+def write_tasks_row_by_row(session: Session, rows: Sequence[Mapping[str, Any]], user: Any) -> list[RowOutcome]:
+    """``write_tasks`` one row at a time (the reference, as
+    ``write_interactions_row_by_row``)."""
     return _write_linked(session, rows, user, Task, create=services.create_task, update=services.update_task,
                          contact_required=False)
 
