@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from marshmallow import ValidationError
 from sqlalchemy import and_, case, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from host.pagination import page
 from host.security.access import Principal, scope_condition
@@ -134,9 +134,9 @@ def list_contacts(session: Session, principal: Principal, filters: Mapping[str, 
     conditions = services.contact_conditions(session, filters or {}, principal)
     conditions += custom_field_conditions(session, custom or {}, state=state)
     order, after = _sort_keyset(sort, cursor)
-    stmt = (select(Contact).where(*conditions, *after).order_by(*order).limit(limit + 1)
-            .options(selectinload(Contact.emails), selectinload(Contact.phones), selectinload(Contact.tags)))
-    return page(list(session.scalars(stmt)), limit, key=lambda contact: _cursor_key(sort, contact))
+    stmt = select(Contact).where(*conditions, *after).order_by(*order).limit(limit + 1)
+    items, next_cursor = page(list(session.scalars(stmt)), limit, key=lambda contact: _cursor_key(sort, contact))
+    return services.load_contact_lists(session, items), next_cursor
 
 
 def contact_names(session: Session, principal: Principal, ids: Iterable[int | None]) -> dict[int, str]:
