@@ -22,9 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, missing, utils, validate
+from marshmallow.decorators import POST_DUMP, PRE_DUMP
 
 from host.pagination import PageArgsSchema
 from host.schemas import BaseSchema, OwnedSchema, UpdateSchemaMixin
@@ -44,6 +45,98 @@ def _text(max_length: int, **kwargs: Any) -> fields.String:
     """An optional text column: None clears it; longer than the column is a
     422 rather than a database error (PostgreSQL refuses, SQLite would not)."""
     return fields.String(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
+
+
+# --- dumping lists fast -------------------------------------------------------------
+
+
+class FastDumpSchema(Schema):
+    """A schema whose ``dump`` gives what marshmallow's would, with less work per field.
+
+    A page of 50 contacts is about 2,200 field serialisations; marshmallow
+    spends eight calls on each (accessor, ``get_value``, text coercion...),
+    about 4 ms of a request's CPU. Here each field becomes one converter,
+    built once per schema instance: plain values of the expected type pass
+    through as marshmallow would return them, anything else (another
+    type, a field class this does not know, hooks, a custom accessor) goes
+    through marshmallow's own code, so the result is the same dict.
+    ``tests/test_api_pg_cost.py`` compares both on every kind of value."""
+
+    _fast_plan: list[tuple[str, str, Any, Callable[..., Any]]] | None
+
+    def dump(self, obj: Any, *, many: bool | None = None):
+        plan = self.__dict__.get("_fast_plan", False)
+        if plan is False:
+            plan = self._fast_plan = _fast_plan(self)
+        if plan is None:
+            return super().dump(obj, many=many)
+        many = self.many if many is None else bool(many)
+        if many and obj is not None:
+            return [_dump_one(plan, self.dict_class, item) for item in obj]
+        return _dump_one(plan, self.dict_class, obj)
+
+
+def _dump_one(plan, dict_class, obj: Any) -> dict[str, Any]:
+    out = dict_class()
+    plain = not hasattr(obj, "__getitem__")
+    for key, attribute, field, convert in plan:
+        value = getattr(obj, attribute, missing) if plain else utils.get_value(obj, attribute, missing)
+        if value is missing:
+            default = field.dump_default
+            value = default() if callable(default) else default
+            if value is missing:
+                continue
+        out[key] = convert(value, attribute, obj)
+    return out
+
+
+def _fast_plan(schema: Schema) -> list[tuple[str, str, Any, Callable[..., Any]]] | None:
+    """(output key, attribute, field, converter) per dump field, or None
+    when the schema does something this path does not copy."""
+    if (schema._hooks[PRE_DUMP] or schema._hooks[POST_DUMP]
+            or type(schema).get_attribute is not Schema.get_attribute):
+        return None
+    plan = []
+    for name, field in schema.dump_fields.items():
+        attribute = field.attribute if field.attribute is not None else name
+        if ("." in attribute or not field._CHECK_ATTRIBUTE or type(field).serialize is not fields.Field.serialize
+                or type(field).get_value is not fields.Field.get_value):
+            return None
+        plan.append((field.data_key if field.data_key is not None else name, attribute, field, _converter(field)))
+    return plan
+
+
+def _converter(field: fields.Field) -> Callable[[Any, str, Any], Any]:
+    """``field._serialize`` for one value, shortened for the common types."""
+    kind = type(field)
+    slow = field._serialize
+    if kind._serialize is fields.Field._serialize:  # Boolean, Raw: the value as it is
+        return lambda value, attr, obj: value
+    if kind._serialize is fields.String._serialize:
+        return lambda value, attr, obj: value if type(value) is str else slow(value, attr, obj)
+    if kind._serialize is fields.Number._serialize and field.num_type is int and not field.as_string:
+        return lambda value, attr, obj: value if type(value) is int else slow(value, attr, obj)
+    if kind._serialize is fields._TemporalField._serialize:
+        iso = field.SERIALIZATION_FUNCS.get(field.format or field.DEFAULT_FORMAT)
+        wanted = getattr(dt, field.OBJ_TYPE)
+        if iso in (dt.datetime.isoformat, dt.date.isoformat):
+            return lambda value, attr, obj: iso(value) if type(value) is wanted else slow(value, attr, obj)
+    if kind._serialize is fields.Mapping._serialize and not field.key_field and not field.value_field:
+        mapping = field.mapping_type
+        return lambda value, attr, obj: None if value is None else mapping(value)
+    if kind._serialize is fields.List._serialize:
+        inner = _converter(field.inner)
+        return lambda value, attr, obj: None if value is None else [inner(each, attr, obj) for each in value]
+    if kind._serialize in (fields.Nested._serialize, fields.Pluck._serialize) and isinstance(field.schema, FastDumpSchema):
+        nested = field.schema
+        many = nested.many or field.many
+        if kind._serialize is fields.Nested._serialize:
+            return lambda value, attr, obj: None if value is None else nested.dump(value, many=many)
+        key = field._field_data_key
+        if field.many:
+            return lambda value, attr, obj: None if value is None else [row[key] for row in nested.dump(value, many=many)]
+        return lambda value, attr, obj: None if value is None else nested.dump(value, many=many)[key]
+    return slow
 
 
 # --- custom fields -------------------------------------------------------------------
@@ -147,19 +240,19 @@ class CustomFieldDefinitionListSchema(Schema):
 # --- contacts ------------------------------------------------------------------------
 
 
-class ContactEmailSchema(BaseSchema):
+class ContactEmailSchema(FastDumpSchema, BaseSchema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
     label = _text(50)
 
 
-class ContactPhoneSchema(BaseSchema):
+class ContactPhoneSchema(FastDumpSchema, BaseSchema):
     phone = fields.String(required=True, validate=validate.Length(min=1, max=50))
     label = _text(50)
     number_digits = fields.String(dump_only=True, metadata={
         "description": "The number as matched for duplicates: digits, with a leading + when it has a country code."})
 
 
-class ContactTagSchema(Schema):
+class ContactTagSchema(FastDumpSchema):
     name = fields.String()
 
 
@@ -203,7 +296,7 @@ class ContactUpdateSchema(UpdateSchemaMixin, ContactCreateSchema):
     sent, replace the lists."""
 
 
-class ContactSchema(OwnedSchema):
+class ContactSchema(FastDumpSchema, OwnedSchema):
     kind = fields.String()
     name = fields.String()
     first_name = fields.String(allow_none=True)
@@ -260,7 +353,7 @@ class ContactListArgsSchema(PageArgsSchema):
     last_activity_before = fields.AwareDateTime(default_timezone=UTC)
 
 
-class ContactPageSchema(Schema):
+class ContactPageSchema(FastDumpSchema):
     items = fields.List(fields.Nested(ContactSchema))
     next = fields.String(allow_none=True, metadata={"description": "The cursor of the next page, or null."})
 
