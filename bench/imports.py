@@ -15,6 +15,11 @@ Target (issue 5): at least 10,000 validated rows per second into SQLite.
 Prints numbers; asserts nothing.
 
     python bench/imports.py [--rows 50000] [--profile] [--postgresql postgresql://127.0.0.1:5432/test]
+
+``--type interactions`` (or ``tasks``) first imports ``--contacts`` contacts
+(default 2,000) as above, then measures ``--rows`` interactions (or tasks)
+linked to them by ``contact_external_id`` (``run_linked``: the batch path of
+``host.core.import_batch_linked``).
 """
 
 from __future__ import annotations
@@ -111,7 +116,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--profile", action="store_true", help="Profile the commit run (top 25 by cumulative and by own time).")
     parser.add_argument("--postgresql", metavar="URL", help="Import into a new schema of this PostgreSQL database instead.")
+    parser.add_argument("--type", choices=("contacts", *LINKED), default="contacts",
+                        help="What to import (interactions and tasks: see run_linked).")
+    parser.add_argument("--contacts", type=int, default=2_000, help="Contacts imported first for --type interactions/tasks.")
     args = parser.parse_args()
+    if args.type != "contacts":
+        return main_linked(args)
     content = generate_csv(args.rows)
     with tempfile.TemporaryDirectory(prefix="mosaic-bench-import-") as tmp, _database(args.postgresql) as url:
         print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs; {args.rows} rows into "
@@ -154,6 +164,86 @@ def _database(base: str | None):
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+# --- interactions and tasks --------------------------------------------------------------------------------
+
+LINKED = ("interactions", "tasks")
+CHANNELS = ("phone", "email", "meeting", "chat", "visit")
+SUBJECTS = ("Called about the renewal", "Sent the offer", "Обсудихме поръчката", "Demo of the new module",
+            "Schůzka o smlouvě", "Follow-up on the invoice")
+
+
+def generate_linked_csv(kind: str, rows: int, contacts: int) -> bytes:
+    """``rows`` interactions or tasks on the contacts ``generate_csv``
+    made (by ``contact_external_id``), each with an external id; about 1 %
+    name a contact that does not exist (rejected), a fifth give no time
+    (an interaction's ``occurred_at`` defaults to now)."""
+    rng = random.Random(SEED + 1)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if kind == "interactions":
+        writer.writerow(["contact_external_id", "channel", "direction", "subject", "body", "occurred_at", "external_id"])
+    else:
+        writer.writerow(["contact_external_id", "title", "notes", "due_at", "priority", "done", "external_id"])
+    for n in range(rows):
+        contact = f"bench-{rng.randrange(contacts)}" if rng.random() > 0.01 else f"missing-{n}"
+        when = "" if rng.random() < 0.2 else f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T{rng.randint(8, 17):02d}:00:00Z"
+        if kind == "interactions":
+            writer.writerow([contact, rng.choice(CHANNELS), rng.choice(("in", "out")), rng.choice(SUBJECTS),
+                             "Discussed the next steps." if rng.random() < 0.7 else "", when, f"{kind}-{n}"])
+        else:
+            writer.writerow([contact, rng.choice(SUBJECTS), "", when, rng.choice(("low", "normal", "high")),
+                             rng.choice(("true", "false", "")), f"{kind}-{n}"])
+    return out.getvalue().encode("utf-8")
+
+
+def run_linked(app, user_id: int, kind: str, content: bytes, dry_run: bool, profiler: cProfile.Profile | None = None
+               ) -> tuple[float, float, dict]:
+    """``run`` for an interactions or tasks file."""
+    from host import jobs
+    from host.core import imports
+
+    name = imports.new_upload_name("bench.csv")
+    imports.stored_path(app.instance_path, name).write_bytes(content)
+    args = {"type": kind, "stored_name": name, "filename": "bench.csv", "dry_run": dry_run}
+    started, cpu_started = time.perf_counter(), time.process_time()
+    if profiler is None:
+        job_id, thread = jobs.run_in_thread(app, imports.JOB_NAME, args, user_id=user_id)
+        thread.join()
+    else:
+        job_id = jobs._insert_job(app, imports.JOB_NAME, args, user_id=user_id, backend="inline")
+        profiler.enable()
+        jobs._run(app, job_id)
+        profiler.disable()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    job = jobs.get_job(job_id, app)
+    if job["status"] != "done":
+        raise SystemExit(f"the import failed: {job['error']}")
+    return elapsed, cpu, job["result"]
+
+
+def main_linked(args: argparse.Namespace) -> None:
+    """``--type interactions|tasks``: the contacts first (not measured),
+    then the dry run and the commit of ``--rows`` linked records."""
+    content = generate_linked_csv(args.type, args.rows, args.contacts)
+    with tempfile.TemporaryDirectory(prefix="mosaic-bench-import-") as tmp, _database(args.postgresql) as url:
+        print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs; {args.rows} {args.type} on "
+              f"{args.contacts} contacts into {'PostgreSQL' if url else 'SQLite'}")
+        app, user_id = build_app(Path(tmp), url)
+        run(app, user_id, generate_csv(args.contacts), False)
+        for dry_run in (True, False):
+            profiler = cProfile.Profile() if args.profile and not dry_run else None
+            elapsed, cpu, result = run_linked(app, user_id, args.type, content, dry_run, profiler)
+            label = "dry run" if dry_run else "commit "
+            print(f"{label}: {result['total']} rows in {elapsed:.1f} s = {result['total'] / elapsed:,.0f} rows/s "
+                  f"({cpu:.1f} s CPU = {result['total'] / cpu:,.0f} rows per CPU second) "
+                  f"(created {result['created']}, rejected {result['rejected']}); target {TARGET:,} rows/s; "
+                  f"load average {os.getloadavg()[0]:.2f}")
+            if profiler:
+                for order in ("cumulative", "tottime"):
+                    pstats.Stats(profiler, stream=sys.stdout).sort_stats(order).print_stats(25)
+        app.extensions["mosaic"].db.dispose()
 
 
 if __name__ == "__main__":
