@@ -60,7 +60,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from host import contributions
+from host import contributions, fast_load
 from host.security.access import Principal, current_principal, load_principal, scope_condition
 from host.security.models import User
 
@@ -605,11 +605,17 @@ def _plain(schema: Schema) -> bool:
 
 def _load_rows(schema: Schema, rows: list[dict[str, Any]]) -> list[Any]:
     """Each row's loaded data, or its ``ValidationError``. A plain schema
-    loads the batch in one call (``many``): each row's messages are those
-    of loading it alone, the other rows' data complete (it only saves
-    marshmallow's per-call work, a fifth of loading a row)."""
+    loads its rows through ``host.fast_load`` (marshmallow's data, less
+    work per field), and the rows that path leaves to marshmallow one by
+    one; a plain schema it has no plan for loads the batch in one call
+    (``many``): each row's messages are those of loading it alone, the
+    other rows' data complete."""
     if not _plain(schema):
         return [_load_one(schema, row) for row in rows]
+    rows_loader = fast_load.loader(schema)
+    if rows_loader.plan is not None:
+        return [_load_one(schema, row) if loaded is fast_load.SLOW else loaded
+                for row, loaded in zip(rows, rows_loader.load_each(rows))]
     try:
         return schema.load(rows, many=True)
     except ValidationError as exc:
