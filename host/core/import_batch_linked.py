@@ -133,7 +133,9 @@ class _LinkedBatch:
             row["id"] = record_id
         insert_rows(session, AuditEntry.__table__, audit.create_entries(session, self.model, rows))
         self._after_insert(rows)
-        publish_many(session, [Event(type=kind, data={"id": row["id"], "contact_id": row["contact_id"]})
+        # The events carry the flush's time, as the rows' created_at: one
+        # value for the bulk insert to convert, not a clock reading each.
+        publish_many(session, [Event(type=kind, data={"id": row["id"], "contact_id": row["contact_id"]}, occurred_at=now)
                                for row, extra in zip(rows, more) for kind in (self.created_event, *extra)])
 
     def _after_insert(self, rows: list[dict[str, Any]]) -> None:
