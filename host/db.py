@@ -8,12 +8,14 @@ request and a job thread never deadlock on SQLite's lock upgrade.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from flask import current_app, g, has_app_context
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -26,6 +28,9 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: A pooled PostgreSQL connection idle for longer than this is tested before use.
+PING_AFTER_IDLE_S = 5.0
+_IDLE_SINCE = "mosaic_idle_since"
 
 
 class Base(DeclarativeBase):
@@ -70,7 +75,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    is_postgresql = url.startswith("postgresql")
+    engine = create_engine(url, pool_pre_ping=not is_postgresql, **kwargs)
     if engine.dialect.name == "postgresql":
         _configure_postgresql(engine)
     return engine
@@ -86,6 +92,26 @@ def _configure_postgresql(engine: Engine) -> None:
         with dbapi_conn.cursor() as cur:
             cur.execute("SET random_page_cost = 1.1")
         dbapi_conn.commit()
+
+    # Instead of pool_pre_ping's round trip on every checkout (three per API
+    # request: token lookup, rate limit, the request), test only a connection
+    # that sat idle, where a server restart or an idle timeout may have cut
+    # it. A connection that breaks while in steady use fails its statement;
+    # SQLAlchemy then drops the pool's connections, so the next request
+    # reconnects.
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_conn, record):
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_conn, record, _proxy):
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return  # new, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise InvalidatePoolError(f"an idle connection failed its ping: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -206,3 +206,34 @@ def test_the_api_page_is_what_marshmallow_made_of_the_same_contacts(app, people)
     assert answer.get_json() == slow
     with app.test_request_context():
         assert answer.get_data() == app.json.response(slow).get_data()
+
+
+# --- the pool ---------------------------------------------------------------------------------
+
+
+def test_postgresql_pings_only_a_connection_that_sat_idle(app, monkeypatch):
+    import psycopg
+
+    import host.db
+
+    db = app.extensions["mosaic"].db
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL's connection pool")
+    pings = []
+    real_ping = db.engine.dialect.do_ping
+    monkeypatch.setattr(db.engine.dialect, "do_ping", lambda conn: pings.append(1) or real_ping(conn))
+    with db.engine.connect() as conn:
+        first = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with db.engine.connect() as conn:  # back a moment ago: no round trip before use
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() == first
+    assert pings == []
+
+    # The server cuts the idle connection (a restart, an idle timeout): the
+    # next checkout finds out before the request's statement and reconnects.
+    monkeypatch.setattr(host.db, "PING_AFTER_IDLE_S", 0.0)
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [first])
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != first
+    assert pings == [1]
