@@ -52,6 +52,50 @@ def test_a_rejected_duplicate_is_reported_in_the_language_with_its_contact(app, 
         ("2", "E-mail", f"Возможный дубликат контакта {existing} (тот же адрес эл. почты).")]
 
 
+def _rejected_download(manager, body: str, language: str):
+    import re
+
+    url = re.search(r'href="(/import/jobs/\d+/rejected)"', body).group(1)
+    return manager.get(url, headers={"Accept-Language": language})
+
+
+def test_the_rejected_rows_download_speaks_the_users_language(app, manager):
+    import csv
+
+    _token, body = dry_run(manager, csv_bytes(BAD_FILE))
+    english = list(csv.reader(io.StringIO(_rejected_download(manager, body, "en").get_data(as_text=True))))
+    bulgarian = list(csv.reader(io.StringIO(_rejected_download(manager, body, "bg").get_data(as_text=True))))
+    assert [row[-1] for row in english[1:]] == [
+        "E-mail: Not a valid email address.",
+        "Lifecycle stage: Must be one of: lead, prospect, customer, loyal, churned.",
+        "name: Give a name, or a first or last name."]
+    assert [row[-1] for row in bulgarian[1:]] == [
+        "E-mail: Невалиден имейл адрес.",
+        "Lifecycle stage: Трябва да е едно от: lead, prospect, customer, loyal, churned.",
+        "name: Въведете име или собствено или фамилно име."]
+    # Everything but the messages is the file as written: the columns, the cells.
+    assert [row[:-1] for row in bulgarian] == [row[:-1] for row in english]
+    assert english[0][-1] == bulgarian[0][-1] == "error"
+
+
+def test_the_rejected_rows_workbook_speaks_the_users_language(app, manager):
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    for row in BAD_FILE:
+        sheet.append(row)
+    content = io.BytesIO()
+    workbook.save(content)
+    _token, body = dry_run(manager, content.getvalue(), filename="people.xlsx")
+    download = _rejected_download(manager, body, "sk")
+    assert download.status_code == 200 and download.headers["Content-Disposition"].startswith("attachment;")
+    rows = list(openpyxl.load_workbook(io.BytesIO(download.get_data()), read_only=True).worksheets[0].iter_rows(values_only=True))
+    assert rows[0][-1] == "error"
+    assert rows[1][:3] == ("Žofia", "Nováková", "not-an-address")
+    assert rows[1][-1].startswith("E-mail: ") and "Not a valid" not in rows[1][-1]
+
+
 @pytest.fixture
 def in_language(app):
     contexts = []

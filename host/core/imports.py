@@ -53,7 +53,7 @@ import zipfile
 from collections.abc import Mapping  # isinstance() through typing's alias is slow
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from marshmallow import Schema, ValidationError, fields, missing, validate
 from sqlalchemy import and_, select
@@ -1113,8 +1113,6 @@ def write_rejected(path: Path, table: Table, report: ImportReport) -> None:
     """The rejected rows in the input's format: its columns plus ``error``
     (every message of the row, "column: message"). Cells are escaped like
     an export's, so opening the file never runs a formula."""
-    from .exports import escape_cell
-
     messages: dict[int, list[str]] = {}
     for item in report.rejected:
         messages.setdefault(item.row, []).append(f"{item.column}: {item.message}" if item.column else item.message)
@@ -1122,18 +1120,29 @@ def write_rejected(path: Path, table: Table, report: ImportReport) -> None:
     header = [*table.header, ERROR_COLUMN]
     rows = ([*cells[:len(table.header)], *[""] * (len(table.header) - len(cells)), "; ".join(messages.get(number, []))]
             for number, cells in table.rows if number in wanted)
+    with path.open("wb") as out:
+        write_rows(out, table, header, rows)
+
+
+def write_rows(out: BinaryIO, table: Table, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """``header`` and ``rows`` to ``out`` in ``table``'s format (CSV with
+    its delimiter and byte-order mark, or XLSX), cells escaped like an
+    export's."""
+    from .exports import escape_cell
+
     if table.format == "xlsx":
         from .exports import write_xlsx
 
-        with path.open("wb") as out:
-            for chunk in write_xlsx(header, rows):
-                out.write(chunk)
+        for chunk in write_xlsx(header, rows):
+            out.write(chunk)
         return
-    with path.open("w", encoding="utf-8-sig" if table.bom else "utf-8", newline="") as out:
-        writer = csv.writer(out, delimiter=table.delimiter)
-        writer.writerow([escape_cell(cell) for cell in header])
-        for row in rows:
-            writer.writerow([escape_cell(cell) for cell in row])
+    text = io.TextIOWrapper(out, encoding="utf-8-sig" if table.bom else "utf-8", newline="")
+    writer = csv.writer(text, delimiter=table.delimiter)
+    writer.writerow([escape_cell(cell) for cell in header])
+    for row in rows:
+        writer.writerow([escape_cell(cell) for cell in row])
+    text.flush()
+    text.detach()
 
 
 # --- the job ----------------------------------------------------------------------------------------------------

@@ -19,11 +19,12 @@ started it, or whoever may read every job (the rule of
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
-from flask_babel import format_decimal
+from flask_babel import format_decimal, get_locale
 from flask_babel import gettext as _
 
 from host import jobs
@@ -424,7 +425,30 @@ def rejected(job_id: int):
         abort(404, description=_("This import has no rejected rows file."))
     fmt = path.suffix.lstrip(".")
     mimetype = "text/csv" if fmt == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    response = send_file(path, mimetype=mimetype, as_attachment=True, download_name=f"import-{job_id}-rejected.{fmt}",
+    translated = _rejected_in_language(path)
+    response = send_file(io.BytesIO(translated) if translated is not None else path, mimetype=mimetype,
+                         as_attachment=True, download_name=f"import-{job_id}-rejected.{fmt}",
                          conditional=False, etag=False, max_age=0)
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+def _rejected_in_language(path) -> bytes | None:
+    """The rejected rows file with its messages in the user's language (the
+    job writes them in English: it has no request, and the API's file
+    stays English like its messages); None when there is nothing to
+    translate or the file cannot be read back (then it goes as it is)."""
+    if str(get_locale() or "en").split("_")[0] == "en":
+        return None
+    try:
+        table = imports.read_table(path.read_bytes(), path.name, max_bytes=path.stat().st_size)
+    except imports.ImportFileError:
+        return None
+    if not table.header or table.header[-1] != imports.ERROR_COLUMN:
+        return None
+    width = len(table.header)
+    rows = ([*cells[:width - 1], *[""] * (width - 1 - len(cells)), translate_text(cells[width - 1] if len(cells) >= width else "")]
+            for _number, cells in table.rows)
+    out = io.BytesIO()
+    imports.write_rows(out, table, table.header, rows)
+    return out.getvalue()
