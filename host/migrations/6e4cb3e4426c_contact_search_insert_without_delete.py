@@ -74,16 +74,10 @@ def folded_insert(previous, ids: str) -> str:
     overflows on 43 nested calls), and the folded text used only where the
     text holds a letter of the map."""
     letters = "".join(char for char, _replacement in previous.FOLD)
-    rows = (
-        "SELECT c.id AS id,"
-        " c.name || ' ' || coalesce(c.first_name, '') || ' ' || coalesce(c.last_name, '') AS name,"
-        " coalesce(c.email, '') || ' ' || coalesce((SELECT group_concat(e.email, ' ')"
-        " FROM contact_email AS e WHERE e.contact_id = c.id), '') AS emails,"
-        " coalesce(c.phone_digits, '') || ' ' || coalesce((SELECT group_concat(p.number_digits, ' ')"
-        " FROM contact_phone AS p WHERE p.contact_id = c.id), '') AS phones,"
-        " coalesce((SELECT co.name FROM contact AS co WHERE co.id = c.company_id), '') AS company,"
-        f" {previous.SQLITE_ACCESS} AS access FROM contact AS c WHERE c.id IN ({ids})"
-    )
+    # The unfolded rows: the innermost SELECT of the previous generator's
+    # statement (it ends with the ids' condition; the fold stages wrap it).
+    statement, where = previous._sqlite_insert(ids, access=True), f"WHERE c.id IN ({ids})"
+    rows = statement[statement.index("SELECT c.id AS id,"):statement.index(where) + len(where)]
     kept = "raw_name, raw_emails, raw_company"
     rows = f"SELECT id, name, emails, phones, company, access, name AS raw_name, emails AS raw_emails, company AS raw_company FROM ({rows})"
     for start in range(0, len(previous.FOLD), previous.FOLD_STAGE):
