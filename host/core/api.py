@@ -135,7 +135,7 @@ def list_contacts(args):
     inclusive, to ``*_before`` exclusive)."""
     filters, limit, cursor = _page_args(args)
     with _domain_errors("query"):
-        return _page(services.list_contacts(db_session(), filters, limit=limit, cursor=cursor))
+        return _page(services.list_contact_records(db_session(), filters, limit=limit, cursor=cursor))
 
 
 @contacts_api.post("/contacts")

@@ -78,9 +78,15 @@ class FastDumpSchema(Schema):
 
 def _dump_one(plan, dict_class, obj: Any) -> dict[str, Any]:
     out = dict_class()
-    plain = not hasattr(obj, "__getitem__")
+    # marshmallow's accessor: the key of a mapping, else (or when absent) the attribute
+    kind = 0 if not hasattr(obj, "__getitem__") else 1 if type(obj) is dict else 2
     for key, attribute, field, convert in plan:
-        value = getattr(obj, attribute, missing) if plain else utils.get_value(obj, attribute, missing)
+        if kind == 0:
+            value = getattr(obj, attribute, missing)
+        elif kind == 1:
+            value = obj[attribute] if attribute in obj else getattr(obj, attribute, missing)
+        else:
+            value = utils.get_value(obj, attribute, missing)
         if value is missing:
             default = field.dump_default
             value = default() if callable(default) else default

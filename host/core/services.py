@@ -845,16 +845,47 @@ def list_contacts(session: Session, filters: Mapping[str, Any] | None = None, *,
                   principal: Principal | None = None) -> tuple[list[Contact], str | None]:
     """A page of live contacts the principal may see, newest first, with
     their e-mails, phones and tags loaded (three queries, not one per row)."""
+    stmt, key = _contact_list(session, filters, principal, select(Contact))
+    items, next_cursor = _keyset_page(session, stmt, Contact, limit, cursor, key=key)
+    return load_contact_lists(session, items), next_cursor
+
+
+def list_contact_records(session: Session, filters: Mapping[str, Any] | None = None, *, limit: int = 50,
+                         cursor: Sequence[Any] | None = None, principal: Principal | None = None
+                         ) -> tuple[list[dict[str, Any]], str | None]:
+    """``list_contacts``' page as plain dicts, for answers that only show
+    it (the API): the contact's columns, and ``emails``, ``phones`` and
+    ``tags`` as lists of their rows' columns, in the relationships' order.
+    No ORM objects: building 50 contacts and their 150 collections costs
+    about as much CPU as the rest of the list request."""
+    stmt, key = _contact_list(session, filters, principal, select(*Contact.__table__.c))
+    key = Contact.id if key is None else key
+    after = _cursor_id(cursor)
+    if after is not None:
+        stmt = stmt.where(key < after)
+    rows = session.execute(stmt.order_by(key.desc()).limit(limit + 1)).mappings().all()
+    items, next_cursor = page(rows, limit, key=lambda row: [row["id"]])
+    records = [dict(row) for row in items]
+    if records:
+        found = _contact_list_rows(session, [record["id"] for record in records])
+        for record in records:
+            for name in CONTACT_LISTS:
+                record[name] = found[name].get(record["id"], [])
+    return records, next_cursor
+
+
+def _contact_list(session: Session, filters: Mapping[str, Any] | None, principal: Principal | None,
+                  stmt: Any) -> tuple[Any, Any]:
+    """The contact list's ``stmt`` (a select from ``contact``) filtered for
+    ``principal``, and the column to page by (None: ``contact.id``)."""
     principal = principal or current_principal()
     filters = dict(filters or {})
     q = filters.pop("q", None)
-    conditions = contact_conditions(session, filters, principal)
-    stmt = select(Contact).where(*conditions)
+    stmt = stmt.where(*contact_conditions(session, filters, principal))
     key = None
     if q:
         stmt, key = _with_matches(session, stmt, principal, q)
-    items, next_cursor = _keyset_page(session, stmt, Contact, limit, cursor, key=key)
-    return load_contact_lists(session, items), next_cursor
+    return stmt, key
 
 
 #: The collections a contact list shows with each contact.
@@ -873,25 +904,43 @@ def load_contact_lists(session: Session, contacts: list[Contact]) -> list[Contac
     pending = [c for c in contacts if any(name not in c.__dict__ for name in CONTACT_LISTS)]
     if not pending:
         return contacts
-    ids = sorted({c.id for c in pending})
-    if session.get_bind().dialect.name == "postgresql":
-        wanted = bindparam("contact_ids", ids, type_=ARRAY(Integer))
-        match = lambda column: column == any_(wanted)  # noqa: E731
-    else:
-        match = lambda column: column.in_(ids)  # noqa: E731
-    found: dict[str, dict[int, list[Any]]] = {name: {} for name in CONTACT_LISTS}
-    for row in session.scalars(select(ContactEmail).where(match(ContactEmail.contact_id)).order_by(ContactEmail.id)):
-        found["emails"].setdefault(row.contact_id, []).append(row)
-    for row in session.scalars(select(ContactPhone).where(match(ContactPhone.contact_id)).order_by(ContactPhone.id)):
-        found["phones"].setdefault(row.contact_id, []).append(row)
-    for contact_id, tag in session.execute(select(ContactTag.contact_id, Tag).join(Tag, Tag.id == ContactTag.tag_id)
-                                           .where(match(ContactTag.contact_id)).order_by(Tag.name)):
-        found["tags"].setdefault(contact_id, []).append(tag)
+    found = _contact_list_rows(session, [c.id for c in pending], (ContactEmail, ContactPhone, Tag))
     for contact in pending:
         for name in CONTACT_LISTS:
             if name not in contact.__dict__:
                 set_committed_value(contact, name, found[name].get(contact.id, []))
     return contacts
+
+
+def _contact_list_rows(session: Session, contact_ids: list[int], entities: Sequence[Any] | None = None
+                       ) -> dict[str, dict[int, list[Any]]]:
+    """{"emails"|"phones"|"tags": {contact id: rows}}, in the relationships'
+    order: ORM objects of ``entities`` (e-mail, phone, tag), else dicts of
+    their columns."""
+    ids = sorted(set(contact_ids))
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = bindparam("contact_ids", ids, type_=ARRAY(Integer))
+        match = lambda column: column == any_(wanted)  # noqa: E731
+    else:
+        match = lambda column: column.in_(ids)  # noqa: E731
+    email, phone, tag = entities or (ContactEmail.__table__, ContactPhone.__table__, Tag.__table__)
+    whole = (lambda what: select(what)) if entities else (lambda what: select(*what.c))  # noqa: E731
+    found: dict[str, dict[int, list[Any]]] = {name: {} for name in CONTACT_LISTS}
+    queries = (
+        ("emails", whole(email).add_columns(ContactEmail.contact_id.label("owner_contact_id"))
+         .where(match(ContactEmail.contact_id)).order_by(ContactEmail.id)),
+        ("phones", whole(phone).add_columns(ContactPhone.contact_id.label("owner_contact_id"))
+         .where(match(ContactPhone.contact_id)).order_by(ContactPhone.id)),
+        ("tags", whole(tag).add_columns(ContactTag.contact_id.label("owner_contact_id"))
+         .join(ContactTag, ContactTag.tag_id == Tag.id).where(match(ContactTag.contact_id)).order_by(Tag.name)),
+    )
+    for name, stmt in queries:
+        into = found[name]
+        for row in session.execute(stmt):
+            *values, contact_id = row
+            item = values[0] if entities else dict(zip(row._fields[:-1], values))
+            into.setdefault(contact_id, []).append(item)
+    return found
 
 
 def count_contacts(session: Session, filters: Mapping[str, Any] | None = None, *, principal: Principal | None = None) -> int:
