@@ -177,14 +177,13 @@ class InteractionBatch(_LinkedBatch):
                 latest[row["contact_id"]] = when
         contact = Contact.__table__
         # updated_at as the ORM UPDATE of the per-row path sets it (the
-        # column's onupdate), given here so every row's parameters are known.
+        # column's onupdate), given here as one value for every contact.
         statement = (update(contact)
                      .where(contact.c.id == bindparam("touched_id"),
                             scope_condition(services._reaching_children(self.principal), Contact),
                             or_(contact.c.last_activity_at.is_(None), contact.c.last_activity_at < bindparam("touched_at")))
-                     .values(last_activity_at=bindparam("touched_at"), updated_at=bindparam("touched_now")))
-        now = utcnow()
-        _execute_many(self.session, statement, [{"touched_id": contact_id, "touched_at": when, "touched_now": now}
+                     .values(last_activity_at=bindparam("touched_at"), updated_at=utcnow()))
+        _execute_many(self.session, statement, [{"touched_id": contact_id, "touched_at": when}
                                                 for contact_id, when in latest.items()])
         for obj in list(self.session.identity_map.values()):
             if isinstance(obj, Contact) and obj.id in latest:
