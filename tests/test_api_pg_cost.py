@@ -172,7 +172,7 @@ def test_a_page_loads_its_collections_in_three_statements_whatever_its_size(app,
 
 def test_the_api_list_reads_plain_rows_of_the_same_page(app, people):
     """``list_contact_records`` (the API's) pages like ``list_contacts`` and
-    carries every column and collection row, in four statements."""
+    carries every column and collection row, in two statements."""
     db = app.extensions["mosaic"].db
     with db.Session() as session:
         session.get(Contact, people.ids[3]).lifecycle_stage = "customer"
@@ -187,12 +187,14 @@ def test_the_api_list_reads_plain_rows_of_the_same_page(app, people):
                     records, next_records = services.list_contact_records(session, filters, limit=3, cursor=cursor,
                                                                           principal=people.admin)
                 assert next_records == next_objects
-                assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) == (4 if records else 1)
+                assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) == (2 if records else 1)
                 for contact, record in zip(objects, records, strict=True):
                     columns = {c.key: getattr(contact, c.key) for c in Contact.__table__.c}
                     assert {k: v for k, v in record.items() if k not in ("emails", "phones", "tags")} == columns
+                    for name in ("emails", "phones", "tags"):
+                        assert record[name] == [{key: getattr(row, key) for key in item}
+                                                for row, item in zip(getattr(contact, name), record[name], strict=True)]
                     assert [e["email"] for e in record["emails"]] == [e.email for e in contact.emails]
-                    assert [p["phone"] for p in record["phones"]] == [p.phone for p in contact.phones]
                     assert [t["name"] for t in record["tags"]] == [t.name for t in contact.tags]
                 pages += 1
                 if next_objects is None:
