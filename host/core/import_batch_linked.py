@@ -11,8 +11,8 @@ per batch (the contacts the importer may see, the assignees, the external
 ids the caller matched) and keep it pending; ``flush`` writes every pending
 row with multi-row INSERTs (``host.bulk_insert``): the records (ids by
 ``RETURNING``), the audit trail's create entries (``audit.create_entries``,
-what the flush listeners write for an ORM insert), for interactions one
-UPDATE per touched contact moving ``last_activity_at`` to the latest
+what the flush listeners write for an ORM insert), for interactions the
+UPDATE of each touched contact moving ``last_activity_at`` to the latest
 ``occurred_at`` of the batch (``services._touch_activity`` run per row
 leaves the same value: it only moves forward, stamps ``updated_at``, and
 writes no audit entry, no event and no version), and the ``*.created``
@@ -34,12 +34,12 @@ from __future__ import annotations
 from collections.abc import Mapping  # isinstance() through typing's alias is slow
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import ARRAY, Integer, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hooks import Event
 from host.bulk_insert import insert_rows, inserted_ids
-from host.db import utcnow
+from host.db import UTCDateTime, utcnow
 from host.events import publish_many
 from host.security import audit
 from host.security.access import Principal, scope_condition
@@ -169,22 +169,39 @@ class InteractionBatch(_LinkedBatch):
     def _after_insert(self, rows: list[dict[str, Any]]) -> None:
         """``services._touch_activity`` for the batch: each contact's
         latest ``occurred_at`` (the per-row UPDATEs, each moving it only
-        forward, end there too), as the same UPDATE per contact."""
+        forward, end there too): the same UPDATE per contact, on
+        PostgreSQL one UPDATE for them all."""
         latest: dict[int, Any] = {}
         for row in rows:
             when = row["occurred_at"]
             if row["contact_id"] not in latest or latest[row["contact_id"]] < when:
                 latest[row["contact_id"]] = when
         contact = Contact.__table__
+        scope = scope_condition(services._reaching_children(self.principal), Contact)
         # updated_at as the ORM UPDATE of the per-row path sets it (the
         # column's onupdate), given here as one value for every contact.
-        statement = (update(contact)
-                     .where(contact.c.id == bindparam("touched_id"),
-                            scope_condition(services._reaching_children(self.principal), Contact),
-                            or_(contact.c.last_activity_at.is_(None), contact.c.last_activity_at < bindparam("touched_at")))
-                     .values(last_activity_at=bindparam("touched_at"), updated_at=utcnow()))
-        _execute_many(self.session, statement, [{"touched_id": contact_id, "touched_at": when}
-                                                for contact_id, when in latest.items()])
+        now = utcnow()
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One UPDATE joined to the (id, time) pairs sent as two arrays:
+            # a statement per contact cost psycopg a pipeline exchange each,
+            # a quarter of an interaction import there.
+            touched = select(
+                func.unnest(bindparam("touched_ids", list(latest), type_=ARRAY(Integer))).label("id"),
+                func.unnest(bindparam("touched_ats", list(latest.values()), type_=ARRAY(UTCDateTime()))).label("at"),
+            ).subquery("touched")
+            self.session.connection().execute(
+                update(contact)
+                .where(contact.c.id == touched.c.id, scope,
+                       or_(contact.c.last_activity_at.is_(None), contact.c.last_activity_at < touched.c.at))
+                .values(last_activity_at=touched.c.at, updated_at=now))
+        else:
+            statement = (update(contact)
+                         .where(contact.c.id == bindparam("touched_id"), scope,
+                                or_(contact.c.last_activity_at.is_(None),
+                                    contact.c.last_activity_at < bindparam("touched_at")))
+                         .values(last_activity_at=bindparam("touched_at"), updated_at=now))
+            _execute_many(self.session, statement, [{"touched_id": contact_id, "touched_at": when}
+                                                    for contact_id, when in latest.items()])
         for obj in list(self.session.identity_map.values()):
             if isinstance(obj, Contact) and obj.id in latest:
                 self.session.expire(obj, ["last_activity_at"])
