@@ -20,7 +20,7 @@ events (and a task created done's ``task.completed``) in row order
 (``events.publish_many``).
 
 Messages, fields and their order are those of the services; values are
-set by ``services._set_fields`` itself (text cleaned, a cleaned-away value
+set by ``services.set_fields`` itself (text cleaned, a cleaned-away value
 of a required column leaves the default). The caller
 (``host.core.imports._write_linked``) matches stored external ids first and
 flushes before a row that updates a stored record, so rows are stored in
@@ -53,7 +53,7 @@ _NO_CONTACT = "No such contact."
 
 
 class _Draft:
-    """A new record's attributes as ``services._set_fields`` sets them (it
+    """A new record's attributes as ``services.set_fields`` sets them (it
     reads ``__table__`` for which columns may be NULL)."""
 
     def __init__(self, table: Any, values: dict[str, Any]) -> None:
@@ -145,7 +145,7 @@ class _LinkedBatch:
 
 class InteractionBatch(_LinkedBatch):
     model = Interaction
-    fields = services._INTERACTION_FIELDS
+    fields = services.INTERACTION_FIELDS
     created_event = "interaction.created"
 
     def prepare(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -161,7 +161,7 @@ class InteractionBatch(_LinkedBatch):
         draft = _Draft(self.table, {"contact_id": contact_id, "owner_id": self.owner_id, "team_id": self.team_id,
                                     "direction": "out", "occurred_at": utcnow(), "channel": None, "subject": None,
                                     "body": None, "outcome": None, "external_id": None})
-        services._set_fields(draft, data, self.fields)
+        services.set_fields(draft, data, self.fields)
         values = draft.__dict__
         del values["__table__"]
         return values, []
@@ -177,7 +177,7 @@ class InteractionBatch(_LinkedBatch):
             if row["contact_id"] not in latest or latest[row["contact_id"]] < when:
                 latest[row["contact_id"]] = when
         contact = Contact.__table__
-        scope = scope_condition(services._reaching_children(self.principal), Contact)
+        scope = scope_condition(services.reaching_children(self.principal), Contact)
         # updated_at as the ORM UPDATE of the per-row path sets it (the
         # column's onupdate), given here as one value for every contact.
         now = utcnow()
@@ -236,7 +236,7 @@ def _execute_many(session: Session, statement: Any, params: list[dict[str, Any]]
 
 class TaskBatch(_LinkedBatch):
     model = Task
-    fields = services._TASK_FIELDS
+    fields = services.TASK_FIELDS
     created_event = "task.created"
 
     def __init__(self, session: Session, principal: Principal, **kwargs: Any) -> None:
@@ -275,7 +275,7 @@ class TaskBatch(_LinkedBatch):
             self._external_id(data, errors)
         errors.raise_if_any()
         draft = _Draft(self.table, values)
-        services._set_fields(draft, data, self.fields)
+        services.set_fields(draft, data, self.fields)
         values = draft.__dict__
         del values["__table__"]
         events = []

@@ -25,10 +25,15 @@ The steps, and what each decides:
    loads it (422-style messages by field) and the target's ``write`` stores
    it (the services: custom fields, company, consent, duplicates...).
 4. Rows are written in batches of ``BATCH_SIZE``, each batch one
-   transaction, each row in a savepoint so a bad row costs only itself. A
-   dry run does exactly the same work and rolls every batch back, so it
-   reports what a commit would (except clashes between rows of different
-   batches, which a rolled-back batch cannot show).
+   transaction. New contacts, interactions and tasks are checked row by row
+   by the services' own rules and written together (``import_batch``,
+   ``import_batch_linked``: the same rows, audit entries and events as the
+   per-row services); updates go through the services, each row in a
+   savepoint; a batch the database refuses is retried row by row, so a bad
+   row costs only itself. A dry run does exactly the same work and rolls
+   every batch back, so it reports what a commit would (except clashes
+   between rows of different batches, which a rolled-back batch cannot
+   show).
 
 Rejected rows are reported as (row number as the spreadsheet shows it,
 column, message) and written to a file of the input's format, original

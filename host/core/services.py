@@ -1677,8 +1677,11 @@ def restore_record(session: Session, model: type, record_id: int, *, principal: 
 
 # --- public names for the batch import ---------------------------------------------------------------------------
 # ``host.core.import_batch`` creates many contacts at once by the very rules
-# ``create_contact`` applies; it calls these helpers through public names so
-# that a change here changes both paths (tests/test_import_batch.py compares them).
+# ``create_contact`` applies, and ``host.core.import_batch_linked`` many
+# interactions and tasks by those of ``create_interaction``/``create_task``;
+# they call these helpers through public names so that a change here changes
+# both paths (tests/test_import_batch.py and test_import_batch_linked.py
+# compare them).
 
 FieldErrors = _Errors
 clean_text = _clean_text
@@ -1697,3 +1700,7 @@ tags_by_name = _tags_by_name
 emails_in = _emails_in
 phones_in = _phones_in
 similar_names = _similar_names
+set_fields = _set_fields
+INTERACTION_FIELDS = _INTERACTION_FIELDS
+TASK_FIELDS = _TASK_FIELDS
+reaching_children = _reaching_children
