@@ -22,39 +22,18 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select, text
 
-from hooks import hookimpl
 from host.core import imports, search, services
 from host.core.models import Contact, ContactEmail, ContactPhone, ContactTag, LifecycleChange, Tag
 from host.models import OutboxEvent
 from host.security.access import acting_as
 from host.security.models import AuditEntry
-from host.testing import _postgres_schema, make_user, plugin_candidate
+from host.testing import make_user, plugin_candidate
 
 from .core_support import make_company, make_contact, principal_of, run_as, state
+from .import_batch_support import Listener, reference_url  # noqa: F401  (fixture)
 
 ANN, BOB, ADMIN = "ann@example.com", "bob@example.com", "admin@example.com"
 TIME = "<time>"
-
-
-class _Listener:
-    """A plugin that keeps every event delivered to it."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    @hookimpl
-    def mosaic_event(self, event):
-        self.events.append((event.id, event.type, dict(event.data)))
-
-
-@pytest.fixture
-def reference_url(tmp_path):
-    """A second empty database for the per-row reference."""
-    base = os.environ.get("MOSAIC_TEST_DATABASE_URL")
-    if not base:
-        yield f"sqlite:///{tmp_path / 'reference.db'}"
-        return
-    yield from _postgres_schema(base)
 
 
 @pytest.fixture
@@ -63,7 +42,7 @@ def pair(make_app, reference_url):
     custom fields, and contacts the file refers to."""
     built = []
     for config in ({}, {"database_url": reference_url}):
-        listener = _Listener()
+        listener = Listener()
         app = make_app(plugins=["listener"], extra_plugins=[plugin_candidate("listener", listener)], jobs_inline=True,
                        **config)
         _setup(app)
