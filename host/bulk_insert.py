@@ -7,6 +7,8 @@ inserts one row per statement when the ids must come back in order. Here,
 on SQLite, rows go as multi-row ``VALUES`` statements with flat parameters,
 each column's values through its type's own bind processor once per run of
 the same value. Elsewhere SQLAlchemy's own insertmanyvalues is used.
+``execute_many`` does the like for one statement run with many parameter
+sets (an UPDATE per touched row).
 """
 
 from __future__ import annotations
@@ -92,3 +94,30 @@ def _processed(processor: Any, values: list[Any]) -> list[Any]:
             last, last_out = value, processor(value)
         out.append(last_out)
     return out
+
+
+def execute_many(session: Session, statement: Any, params: list[dict[str, Any]]) -> None:
+    """``statement`` once per parameter set. On SQLite, compiled once and
+    handed to the driver's ``executemany`` with each value through its
+    type's bind processor: SQLAlchemy's executemany built and processed a
+    parameter dict per set, 30 us each, a sixth of an interaction import
+    (one UPDATE per touched contact per batch). Statements it must expand
+    per call (an IN list) go through SQLAlchemy."""
+    connection = session.connection()
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect) if dialect.name == "sqlite" else None
+    if compiled is None or not compiled.positiontup or "POSTCOMPILE" in compiled.string:
+        connection.execute(statement, params)
+        return
+    names = compiled.positiontup
+    processors = {name: compiled.binds[name].type._cached_bind_processor(dialect) for name in set(names)}
+    fixed = compiled.construct_params(params[0])
+    varying = set(params[0])
+    constant = {name: fixed[name] if processors[name] is None else processors[name](fixed[name])
+                for name in processors if name not in varying}
+    rows = []
+    for values in params:
+        processed = {name: values[name] if processors[name] is None else processors[name](values[name])
+                     for name in varying if name in processors}
+        rows.append(tuple(processed[name] if name in processed else constant[name] for name in names))
+    connection.exec_driver_sql(compiled.string, rows)

@@ -38,7 +38,7 @@ from sqlalchemy import ARRAY, Integer, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hooks import Event
-from host.bulk_insert import insert_rows, inserted_ids
+from host.bulk_insert import execute_many, insert_rows, inserted_ids
 from host.db import UTCDateTime, utcnow
 from host.events import publish_many
 from host.security import audit
@@ -200,38 +200,11 @@ class InteractionBatch(_LinkedBatch):
                                 or_(contact.c.last_activity_at.is_(None),
                                     contact.c.last_activity_at < bindparam("touched_at")))
                          .values(last_activity_at=bindparam("touched_at"), updated_at=now))
-            _execute_many(self.session, statement, [{"touched_id": contact_id, "touched_at": when}
+            execute_many(self.session, statement, [{"touched_id": contact_id, "touched_at": when}
                                                     for contact_id, when in latest.items()])
         for obj in list(self.session.identity_map.values()):
             if isinstance(obj, Contact) and obj.id in latest:
                 self.session.expire(obj, ["last_activity_at"])
-
-
-def _execute_many(session: Session, statement: Any, params: list[dict[str, Any]]) -> None:
-    """``statement`` once per parameter set. On SQLite, compiled once and
-    handed to the driver's ``executemany`` with each value through its
-    type's bind processor: SQLAlchemy's executemany built and processed a
-    parameter dict per set, 30 us each, a sixth of an interaction import
-    (one UPDATE per touched contact per batch). Statements it must expand
-    per call (an IN list) go through SQLAlchemy."""
-    connection = session.connection()
-    dialect = connection.dialect
-    compiled = statement.compile(dialect=dialect) if dialect.name == "sqlite" else None
-    if compiled is None or not compiled.positiontup or "POSTCOMPILE" in compiled.string:
-        connection.execute(statement, params)
-        return
-    names = compiled.positiontup
-    processors = {name: compiled.binds[name].type._cached_bind_processor(dialect) for name in set(names)}
-    fixed = compiled.construct_params(params[0])
-    varying = set(params[0])
-    constant = {name: fixed[name] if processors[name] is None else processors[name](fixed[name])
-                for name in processors if name not in varying}
-    rows = []
-    for values in params:
-        processed = {name: values[name] if processors[name] is None else processors[name](values[name])
-                     for name in varying if name in processors}
-        rows.append(tuple(processed[name] if name in processed else constant[name] for name in names))
-    connection.exec_driver_sql(compiled.string, rows)
 
 
 class TaskBatch(_LinkedBatch):
