@@ -186,6 +186,31 @@ def test_revoked_and_deactivated_users_tokens_answer_401(gapp, admin_token):
     assert_unauthorized(client.get(DEALS, headers=bearer(leaver)))
 
 
+def test_an_expired_token_answers_401_and_the_lookup_is_one_statement(gapp, admin_token):
+    import datetime as dt
+
+    from sqlalchemy import event
+
+    from host.security.models import ApiToken
+    from host.security.tokens import find_token, hash_token
+
+    state = gapp.extensions["mosaic"]
+    statements = []
+    with gapp.app_context(), state.db.Session() as session:
+        listen = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(state.db.engine, "before_cursor_execute", listen)
+        try:
+            assert find_token(session, admin_token) is not None
+        finally:
+            event.remove(state.db.engine, "before_cursor_execute", listen)
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1, statements
+
+    with gapp.app_context(), state.db.transaction() as session:
+        token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(admin_token)))
+        token.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    assert_unauthorized(gapp.test_client().get(DEALS, headers=bearer(admin_token)))
+
+
 def test_a_bearer_token_needs_no_csrf_token(gapp, admin_token):
     response = gapp.test_client().post(ITEMS, json={"title": "via API"}, headers=bearer(admin_token))
     assert response.status_code == 201, response.get_data(as_text=True)
