@@ -18,7 +18,7 @@ Prints numbers; asserts nothing.
 
 ``--type interactions`` (or ``tasks``) first imports ``--contacts`` contacts
 (default 2,000) as above, then measures ``--rows`` interactions (or tasks)
-linked to them by ``contact_external_id`` (``run_linked``: the batch path of
+linked to them by ``contact_external_id`` (``main_linked``: the batch path of
 ``host.core.import_batch_linked``).
 """
 
@@ -87,14 +87,16 @@ def build_app(folder: Path, database_url: str | None = None):
         return app, user.id
 
 
-def run(app, user_id: int, content: bytes, dry_run: bool, profiler: cProfile.Profile | None = None
-        ) -> tuple[float, float, dict]:
+def run(app, user_id: int, content: bytes, dry_run: bool, profiler: cProfile.Profile | None = None,
+        kind: str = "contacts") -> tuple[float, float, dict]:
+    """The ``core.import`` job on ``content`` as ``kind``: wall and CPU
+    seconds, and the job's result."""
     from host import jobs
     from host.core import imports
 
     name = imports.new_upload_name("bench.csv")
     imports.stored_path(app.instance_path, name).write_bytes(content)
-    args = {"type": "contacts", "stored_name": name, "filename": "bench.csv", "dry_run": dry_run}
+    args = {"type": kind, "stored_name": name, "filename": "bench.csv", "dry_run": dry_run}
     started, cpu_started = time.perf_counter(), time.process_time()
     if profiler is None:
         job_id, thread = jobs.run_in_thread(app, imports.JOB_NAME, args, user_id=user_id)
@@ -117,7 +119,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="Profile the commit run (top 25 by cumulative and by own time).")
     parser.add_argument("--postgresql", metavar="URL", help="Import into a new schema of this PostgreSQL database instead.")
     parser.add_argument("--type", choices=("contacts", *LINKED), default="contacts",
-                        help="What to import (interactions and tasks: see run_linked).")
+                        help="What to import (interactions and tasks: see main_linked).")
     parser.add_argument("--contacts", type=int, default=2_000, help="Contacts imported first for --type interactions/tasks.")
     args = parser.parse_args()
     if args.type != "contacts":
@@ -198,31 +200,6 @@ def generate_linked_csv(kind: str, rows: int, contacts: int) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def run_linked(app, user_id: int, kind: str, content: bytes, dry_run: bool, profiler: cProfile.Profile | None = None
-               ) -> tuple[float, float, dict]:
-    """``run`` for an interactions or tasks file."""
-    from host import jobs
-    from host.core import imports
-
-    name = imports.new_upload_name("bench.csv")
-    imports.stored_path(app.instance_path, name).write_bytes(content)
-    args = {"type": kind, "stored_name": name, "filename": "bench.csv", "dry_run": dry_run}
-    started, cpu_started = time.perf_counter(), time.process_time()
-    if profiler is None:
-        job_id, thread = jobs.run_in_thread(app, imports.JOB_NAME, args, user_id=user_id)
-        thread.join()
-    else:
-        job_id = jobs._insert_job(app, imports.JOB_NAME, args, user_id=user_id, backend="inline")
-        profiler.enable()
-        jobs._run(app, job_id)
-        profiler.disable()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    job = jobs.get_job(job_id, app)
-    if job["status"] != "done":
-        raise SystemExit(f"the import failed: {job['error']}")
-    return elapsed, cpu, job["result"]
-
-
 def main_linked(args: argparse.Namespace) -> None:
     """``--type interactions|tasks``: the contacts first (not measured),
     then the dry run and the commit of ``--rows`` linked records."""
@@ -234,7 +211,7 @@ def main_linked(args: argparse.Namespace) -> None:
         run(app, user_id, generate_csv(args.contacts), False)
         for dry_run in (True, False):
             profiler = cProfile.Profile() if args.profile and not dry_run else None
-            elapsed, cpu, result = run_linked(app, user_id, args.type, content, dry_run, profiler)
+            elapsed, cpu, result = run(app, user_id, content, dry_run, profiler, kind=args.type)
             label = "dry run" if dry_run else "commit "
             print(f"{label}: {result['total']} rows in {elapsed:.1f} s = {result['total'] / elapsed:,.0f} rows/s "
                   f"({cpu:.1f} s CPU = {result['total'] / cpu:,.0f} rows per CPU second) "
