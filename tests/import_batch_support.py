@@ -5,12 +5,12 @@ database for the per-row reference."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
 from hooks import hookimpl
-from host.testing import _postgres_schema
+from host.testing import _postgres_schema, plugin_candidate
 
 
 class Listener:
@@ -32,3 +32,16 @@ def reference_url(tmp_path):
         yield f"sqlite:///{tmp_path / 'reference.db'}"
         return
     yield from _postgres_schema(base)
+
+
+def make_pair(make_app, reference_url: str, setup: Callable[[Any], None]) -> list[tuple[Any, Listener]]:
+    """[(batch app, its listener), (per-row app, its listener)], each set up
+    by ``setup``: the second on the reference database."""
+    built = []
+    for config in ({}, {"database_url": reference_url}):
+        listener = Listener()
+        app = make_app(plugins=["listener"], extra_plugins=[plugin_candidate("listener", listener)], jobs_inline=True,
+                       **config)
+        setup(app)
+        built.append((app, listener))
+    return built

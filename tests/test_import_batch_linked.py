@@ -30,10 +30,10 @@ from host.core.models import Contact, Interaction, Task
 from host.models import OutboxEvent
 from host.security.access import acting_as
 from host.security.models import AuditEntry, User
-from host.testing import make_user, plugin_candidate
+from host.testing import make_user
 
 from .core_support import make_company, make_contact, make_interaction, make_task, principal_of, run_as, state
-from .import_batch_support import Listener, reference_url  # noqa: F401  (fixture)
+from .import_batch_support import make_pair, reference_url  # noqa: F401  (fixture)
 
 ANN, BOB, CAROL, GONE, ADMIN = "ann@example.com", "bob@example.com", "carol@example.com", "gone@example.com", "admin@example.com"
 TIME = "<time>"
@@ -42,14 +42,7 @@ TIME = "<time>"
 @pytest.fixture
 def pair(make_app, reference_url):
     """(batch app, per-row app, their listeners), set up alike."""
-    built = []
-    for config in ({}, {"database_url": reference_url}):
-        listener = Listener()
-        app = make_app(plugins=["listener"], extra_plugins=[plugin_candidate("listener", listener)], jobs_inline=True,
-                       **config)
-        _setup(app)
-        built.append((app, listener))
-    return built
+    return make_pair(make_app, reference_url, _setup)
 
 
 def _setup(app) -> None:
