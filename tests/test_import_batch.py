@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, inspect, select, text
 
 from host.core import imports, search, services
 from host.core.models import Contact, ContactEmail, ContactPhone, ContactTag, LifecycleChange, Tag
@@ -236,6 +236,79 @@ def test_a_reimport_and_rejected_duplicates_match_too(pair):
         {"row": 4, "column": "E-mail", "message": f"Possible duplicate of contact {twin} (the same e-mail)."}]
     _same(_snapshot(batch_app), _snapshot(row_app))
     assert batch_events.events == row_events.events
+
+
+#: Contacts with external ids, imported first; ``AGAIN`` then repeats,
+#: changes or breaks them (the comments say which).
+STORED = [
+    _row(external_id="e1", first="Иван", last="Петров", email="ivan@example.com", phone="+359 88 111 2222",
+         tags="vip; partner", stage="customer", consent="true", source="fair", size="12", tier="gold", city="Sofia"),
+    _row(external_id="e2", name="Žofia Nováková", kind="person", company="1", phones="+420 777 000 111, +420 777 000 222"),
+    _row(external_id="e3", name="Gamma AG", kind="company", emails="a@gamma.example; b@gamma.example", tags="retail"),
+]
+AGAIN = [
+    STORED[0],  # 2: unchanged
+    _row(external_id="e1", first="Иван", last="Петров", email="IVAN@Example.com", phone="+359 88 111 2222",
+         tags="partner ;  vip", stage="customer", consent="true", source="fair", size="12", tier="gold",
+         city=" Sofia "),  # 3: unchanged (the same once cleaned, tags in another order)
+    _row(external_id="e2", name="Žofia Nováková", company="1",
+         phones="+420 777 000 222, +420 777 000 111"),  # 4: unchanged (the same phones in another order)
+    _row(external_id="e2", phones="+420 777 000 111, +420 777 000 222, +420 777 000 333"),  # 5: updated, a phone added
+    _row(external_id="new-a", name="Brand New", email="new-a@example.com"),  # 6: created between updates
+    _row(external_id="e3", name="Gamma AG", kind="company", emails="a@gamma.example; b@gamma.example", tags="retail"),  # 7: unchanged
+    _row(external_id="e1", city="Plovdiv"),  # 8: updated
+    _row(external_id="e1", city="Plovdiv", stage="customer"),  # 9: unchanged after row 8
+    _row(external_id="e1", stage="loyal"),  # 10: updated, a stage change
+    _row(external_id="e3", tags="retail; fresh tag"),  # 11: updated, a tag created
+    _row(external_id="e3", phone="12"),  # 12: rejected
+    _row(external_id="e1", tier="silver"),  # 13: updated, a custom field
+    _row(external_id="e1", tier="bronze"),  # 14: rejected by the schema
+    _row(external_id="e2", kind="company"),  # 15: rejected, a person in a company
+    _row(external_id="crm-1", tags="vip"),  # 16: unchanged (set up with that tag)
+    _row(external_id="crm-1", consent="false"),  # 17: unchanged (no consent to withdraw)
+    _row(external_id="e3", name="Gamma AG", birthday="2000-01-01"),  # 18: rejected, a company's birthday
+    _row(external_id="new-b", name="Also New"),  # 19: created
+]
+
+
+def test_a_reimport_updates_and_leaves_rows_as_the_services_do(pair):
+    """Rows that repeat what is stored are found unchanged without the
+    update path (``import_batch.leaves_unchanged``); every outcome, table
+    and event is still what updating row by row leaves."""
+    (batch_app, batch_events), (row_app, row_events) = pair
+    for app, row_by_row in ((row_app, True), (batch_app, False)):
+        assert _import(app, _csv(STORED), row_by_row=row_by_row)["created"] == 3
+    reference = _import(row_app, _csv(AGAIN), row_by_row=True)
+    result = _import(batch_app, _csv(AGAIN), row_by_row=False)
+    assert result == reference
+    _same(_snapshot(batch_app), _snapshot(row_app))
+    assert batch_events.events == row_events.events
+    # The comparison is only worth something if the file did all of this:
+    assert (result["created"], result["updated"], result["unchanged"], result["rejected"]) == (2, 5, 7, 4)
+    assert sorted({r["row"] for r in result["rejected_rows"]}) == [12, 14, 15, 18]
+
+
+def test_an_unchanged_reimport_writes_nothing(pair, make_app):
+    """Importing the same file again: every row unchanged, no statement but
+    reads (no UPDATE, no savepoint per row), nothing audited or published."""
+    (batch_app, batch_events), _reference = pair
+    content = _csv(STORED + [_row(external_id="crm-1", tags="vip")])
+    _import(batch_app, content, row_by_row=False)
+    before, delivered = _snapshot(batch_app), list(batch_events.events)
+    statements: list[str] = []
+    engine = state(batch_app).db.engine
+    record = lambda _conn, _cursor, sql, *_args: statements.append(sql.split()[0].upper())  # noqa: E731
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = _import(batch_app, content, row_by_row=False)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert (result["created"], result["updated"], result["unchanged"], result["rejected"]) == (0, 0, 4, 0)
+    # Reads, and the batch's own savepoint (one for its four rows, not one a row).
+    assert set(statements) <= {"SELECT", "BEGIN", "SAVEPOINT", "RELEASE"}, sorted(set(statements))
+    assert statements.count("SAVEPOINT") == 1
+    assert _snapshot(batch_app) == before
+    assert batch_events.events == delivered
 
 
 def test_a_dry_run_reports_the_same_and_writes_nothing(pair):

@@ -30,6 +30,12 @@ imports files both ways and compares every table.
 Stamps as the ORM path sets them: owner and team (the creator's only team)
 from the principal, ``created_by``/``updated_by`` (``audit._stamp``),
 ``version`` 1, ``created_at``/``updated_at`` the flush's time.
+
+A row that matches a stored contact by external id is an update, row by
+row through ``services.update_contact``; ``leaves_unchanged`` first tells,
+by the same rules run on a copy, whether it would change anything at all.
+Re-importing a file mostly repeats what is stored: those rows then cost
+no savepoint, no ORM flush and no write.
 """
 
 from __future__ import annotations
@@ -98,6 +104,38 @@ class _PhoneRow:
 
     def __init__(self, phone: str, number_digits: str, label: str | None) -> None:
         self.phone, self.number_digits, self.label = phone, number_digits, label
+
+
+_COLUMNS = tuple(column.key for column in _CONTACT.columns)
+
+
+def leaves_unchanged(session: Session, contact: Contact, data: Mapping[str, Any], principal: Principal,
+                     state=None) -> bool:
+    """Whether ``services.update_contact`` would leave ``contact`` as it is
+    with ``data`` (``ContactUpdateSchema`` data): no column, e-mail, phone,
+    tag or stage different, so no write, no audit entry, no event, the
+    version kept. The services' own ``apply_contact`` runs on a copy (a
+    draft with the stored values and rows), so the answer follows their
+    rules. False whenever it cannot be sure without writing: a row those
+    rules refuse (the update path then rejects it with its messages), a tag
+    set that differs (tags are created as they are named), another kind or
+    company (which the update path checks against the rows it may have to
+    write first). Reads only."""
+    if data.get("kind", contact.kind) != contact.kind or data.get("company_id", contact.company_id) != contact.company_id:
+        return False
+    given = dict(data)
+    if "tags" in given and set(_tag_names(given.pop("tags") or [])) != {tag.name for tag in contact.tags}:
+        return False
+    draft = _Draft(**{key: getattr(contact, key) for key in _COLUMNS})
+    draft.emails = [_EmailRow(row.email, row.label) for row in contact.emails]
+    draft.phones = [_PhoneRow(row.phone, row.number_digits, row.label) for row in contact.phones]
+    draft.tags = list(contact.tags)
+    try:
+        applied = services.apply_contact(session, draft, given, principal, state=state)
+    except ValidationError:
+        return False
+    return (not applied.lists and applied.stage is None
+            and all(getattr(draft, key) == getattr(contact, key) for key in _COLUMNS))
 
 
 @dataclass

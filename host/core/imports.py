@@ -63,14 +63,14 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 from marshmallow import Schema, ValidationError, fields, missing, validate
 from sqlalchemy import and_, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from host import contributions, fast_load
 from host.security.access import Principal, current_principal, load_principal, scope_condition
 from host.security.models import User
 
 from . import services
-from .import_batch import ContactBatch
+from .import_batch import ContactBatch, leaves_unchanged
 from .import_batch_linked import InteractionBatch, TaskBatch
 from .models import Contact, ContactEmail, ContactPhone, Interaction, Task
 from .schemas import ContactCreateSchema, InteractionCreateSchema, TaskCreateSchema
@@ -836,6 +836,7 @@ def write_contacts(session: Session, rows: Sequence[Mapping[str, Any]], user: An
     reject_duplicates = (options or {}).get("on_duplicate") == "reject"
     visible, taken = _by_external_id(session, Contact, principal, rows)
     duplicates = _Duplicates(session, principal, [row for row in rows if (row.get("external_id") or "").strip() not in visible])
+    matched = _matched_contacts(session, visible.values())
     outcomes: list[RowOutcome] = []
     batch: ContactBatch | None = None
     with services.acting(principal):
@@ -844,9 +845,14 @@ def write_contacts(session: Session, rows: Sequence[Mapping[str, Any]], user: An
             if external_id in taken:
                 outcomes.append(RowOutcome("rejected", _TAKEN))
             elif external_id in visible:
+                stored = matched.get(visible[external_id])
+                if stored is not None and leaves_unchanged(session, stored, _update_data(row), principal):
+                    outcomes.append(RowOutcome("unchanged"))
+                    continue
                 if batch is not None:
                     batch.flush()
-                outcomes.append(_savepoint_row(session, lambda: _update_contact(session, visible[external_id], row, principal)))
+                outcomes.append(_savepoint_row(session, lambda: _update_contact(
+                    session, visible[external_id], row, principal, stored)))
             else:
                 if batch is None:
                     batch = ContactBatch(session, principal, claimed_external_ids=set(visible) | taken)
@@ -924,9 +930,29 @@ def _create_contact(session: Session, row: Mapping[str, Any], principal: Princip
     return RowOutcome("created", duplicates=found)
 
 
-def _update_contact(session: Session, contact_id: int, row: Mapping[str, Any], principal: Principal) -> RowOutcome:
-    data = {key: value for key, value in row.items() if key != "external_id"}
-    before = services.get_contact(session, contact_id, principal=principal).version
+def _update_data(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An update row's data: the external id only found the contact."""
+    return {key: value for key, value in row.items() if key != "external_id"}
+
+
+def _matched_contacts(session: Session, ids: Iterable[int]) -> dict[int, Contact]:
+    """The contacts a batch's rows update (by id, found visible and live),
+    with their e-mails, phones and tags, in four statements instead of
+    five a row; kept referenced for the batch."""
+    wanted = sorted(set(ids))
+    found: dict[int, Contact] = {}
+    for start in range(0, len(wanted), BATCH_SIZE):
+        chunk = wanted[start:start + BATCH_SIZE]
+        found.update((c.id, c) for c in session.scalars(
+            select(Contact).where(Contact.id.in_(chunk))
+            .options(selectinload(Contact.emails), selectinload(Contact.phones), selectinload(Contact.tags))))
+    return found
+
+
+def _update_contact(session: Session, contact_id: int, row: Mapping[str, Any], principal: Principal,
+                    loaded: Contact | None = None) -> RowOutcome:
+    data = _update_data(row)
+    before = (loaded if loaded is not None else services.get_contact(session, contact_id, principal=principal)).version
     contact = services.update_contact(session, contact_id, data, principal=principal)
     return RowOutcome("updated" if contact.version != before else "unchanged")
 

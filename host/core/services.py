@@ -1688,6 +1688,7 @@ clean_text = _clean_text
 acting = _acting
 require_actor = _require_actor
 default_team = _default_team
+apply_contact = _apply_contact
 apply_kind = _apply_kind
 apply_plain = _apply_plain
 apply_name = _apply_name
