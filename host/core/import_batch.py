@@ -126,7 +126,11 @@ def leaves_unchanged(session: Session, contact: Contact, data: Mapping[str, Any]
     given = dict(data)
     if "tags" in given and set(_tag_names(given.pop("tags") or [])) != {tag.name for tag in contact.tags}:
         return False
-    draft = _Draft(**{key: getattr(contact, key) for key in _COLUMNS})
+    # Loaded column values sit in the instance's __dict__: read there, not
+    # through the instrumented attributes (an expired one loads as usual).
+    loaded = contact.__dict__
+    stored = {key: loaded[key] if key in loaded else getattr(contact, key) for key in _COLUMNS}
+    draft = _Draft(**stored)
     draft.emails = [_EmailRow(row.email, row.label) for row in contact.emails]
     draft.phones = [_PhoneRow(row.phone, row.number_digits, row.label) for row in contact.phones]
     draft.tags = list(contact.tags)
@@ -134,8 +138,8 @@ def leaves_unchanged(session: Session, contact: Contact, data: Mapping[str, Any]
         applied = services.apply_contact(session, draft, given, principal, state=state)
     except ValidationError:
         return False
-    return (not applied.lists and applied.stage is None
-            and all(getattr(draft, key) == getattr(contact, key) for key in _COLUMNS))
+    after = draft.__dict__
+    return not applied.lists and applied.stage is None and all(after[key] == value for key, value in stored.items())
 
 
 @dataclass
