@@ -311,14 +311,26 @@ def test_an_unchanged_reimport_writes_nothing(pair, make_app):
     assert batch_events.events == delivered
 
 
-def test_a_dry_run_reports_the_same_and_writes_nothing(pair):
+@pytest.mark.parametrize("on_duplicate", ["report", "reject"])
+def test_a_dry_run_reports_what_the_commit_does_and_writes_nothing(pair, on_duplicate):
+    """The dry run's report is the commit's, though rows of later batches
+    clash with rows of earlier ones (batches of 4: row 22 repeats the phone
+    and e-mail of rows 3 and 4); it writes and publishes nothing."""
     (batch_app, batch_events), (row_app, _row_events) = pair
     before, delivered = _snapshot(batch_app), list(batch_events.events)
-    reference = _import(row_app, _csv(ROWS), row_by_row=True, dry_run=True)
-    result = _import(batch_app, _csv(ROWS), row_by_row=False, dry_run=True)
-    assert result == reference and result["created"] == 10
+    reference = _import(row_app, _csv(ROWS), row_by_row=True, dry_run=True, on_duplicate=on_duplicate)
+    result = _import(batch_app, _csv(ROWS), row_by_row=False, dry_run=True, on_duplicate=on_duplicate)
+    assert result == reference
     assert _snapshot(batch_app) == before
     assert batch_events.events == delivered
+    committed = _import(batch_app, _csv(ROWS), row_by_row=False, on_duplicate=on_duplicate)
+    assert {**result, "dry_run": False} == committed
+    rejected = {r["row"] for r in result["rejected_rows"]}
+    if on_duplicate == "reject":  # duplicates of rows of earlier batches are rejected, not created
+        assert {4, 13, 22} <= rejected and result["created"] == 10 - 4
+    else:
+        assert 22 not in rejected and result["created"] == 10
+        assert {d["row"]: d["ids"] for d in result["possible_duplicates"]}[22] == [7, 8]
 
 
 def test_a_required_custom_field_is_asked_for_as_the_services_ask(pair):

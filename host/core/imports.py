@@ -30,10 +30,12 @@ The steps, and what each decides:
    ``import_batch_linked``: the same rows, audit entries and events as the
    per-row services); updates go through the services, each row in a
    savepoint; a batch the database refuses is retried row by row, so a bad
-   row costs only itself. A dry run does exactly the same work and rolls
-   every batch back, so it reports what a commit would (except clashes
-   between rows of different batches, which a rolled-back batch cannot
-   show).
+   row costs only itself. A dry run does exactly the same work in one
+   transaction, rolled back at its end: each batch sees what the batches
+   before it would have written, so it reports what a commit would,
+   clashes between rows of different batches included (a duplicate of an
+   earlier row, an external id an earlier row took). On SQLite it holds
+   the write lock until it ends, as one long batch would.
 
 Rejected rows are reported as (row number as the spreadsheet shows it,
 column, message) and written to a file of the input's format, original
@@ -541,8 +543,9 @@ def prepare(session: Session, type_key: str, data: bytes, filename: str, *, max_
 
 def run_import(session: Session, request: ImportRequest, *, principal: Principal | None = None,
                progress: Callable[[int, int], None] | None = None, batch_size: int = BATCH_SIZE) -> ImportReport:
-    """Validate and write every row; commit (or, for a dry run, roll back)
-    after each batch. The caller's session must be a writing one with no
+    """Validate and write every row; commit after each batch, or for a dry
+    run, roll everything back at the end (a dry run's later batches must see
+    its earlier ones). The caller's session must be a writing one with no
     work of its own pending."""
     principal = principal or current_principal()
     target, table, column_map = request.target, request.table, request.column_map
@@ -569,13 +572,13 @@ def run_import(session: Session, request: ImportRequest, *, principal: Principal
                 outcomes = _write_batch(session, target, valid, user, request.options if write_options else None)
                 for (number, _data), outcome in zip(valid, outcomes):
                     _count(report, number, outcome, column_map)
-            if request.dry_run:
-                session.rollback()
-            else:
+            if not request.dry_run:
                 session.commit()
         done += len(batch)
         if progress:
             progress(done, report.total)
+    if request.dry_run:
+        session.rollback()
     report.rejected.sort(key=lambda r: r.row)
     report.rejected_row_numbers.sort()
     return report
