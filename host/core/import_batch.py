@@ -183,6 +183,7 @@ class ContactBatch:
         self.custom_schema = custom_fields_schema(definitions)
         self.custom_required = any(definition.required for definition in definitions.values())
         self.claimed = set(claimed_external_ids)
+        self.created_external_ids: set[str] = set()  # by rows of this batch, pending or flushed
         self.pending: list[NewContact] = []
         self.pending_companies: set[int] = set()
         self.ids: list[int] = []  # of every contact flushed, by placeholder
@@ -238,6 +239,7 @@ class ContactBatch:
         self.pending.append(new)
         if new.values["external_id"] is not None:
             self.claimed.add(new.values["external_id"])
+            self.created_external_ids.add(new.values["external_id"])
         if new.values["company_id"] is not None:
             self.pending_companies.add(new.values["company_id"])
         return new.placeholder

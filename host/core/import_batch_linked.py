@@ -83,6 +83,7 @@ class _LinkedBatch:
         self.owner_id, self.team_id = principal.user_id, services.default_team(principal)
         self.table = self.model.__table__
         self.claimed = set(claimed_external_ids)
+        self.created_external_ids: set[str] = set()  # by rows of this batch, pending or flushed
         self.visible: set[int] = set(visible_contacts)
         self.known: set[int] = set(self.visible)
         self._look_up(contact_ids)
@@ -119,6 +120,7 @@ class _LinkedBatch:
         self.events.append(events)
         if values["external_id"] is not None:
             self.claimed.add(values["external_id"])
+            self.created_external_ids.add(values["external_id"])
 
     def flush(self) -> None:
         """Write every pending record, in the order they were added."""

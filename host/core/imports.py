@@ -845,6 +845,9 @@ def write_contacts(session: Session, rows: Sequence[Mapping[str, Any]], user: An
     with services.acting(principal):
         for row in rows:
             external_id = (row.get("external_id") or "").strip()
+            if batch is not None and external_id in batch.created_external_ids and external_id not in visible:
+                batch.flush()  # an earlier row of this batch created it: this one updates it
+                visible[external_id] = _created_id(session, Contact, external_id)
             if external_id in taken:
                 outcomes.append(RowOutcome("rejected", _TAKEN))
             elif external_id in visible:
@@ -886,6 +889,8 @@ def write_contacts_row_by_row(session: Session, rows: Sequence[Mapping[str, Any]
             outcomes.append(_savepoint_row(session, lambda: _update_contact(session, visible[external_id], row, principal)))
         else:
             outcomes.append(_savepoint_row(session, lambda: _create_contact(session, row, principal, duplicates, reject_duplicates)))
+            if external_id and outcomes[-1].status == "created":
+                visible[external_id] = _created_id(session, Contact, external_id)  # a later row updates it
     return outcomes
 
 
@@ -931,6 +936,14 @@ def _create_contact(session: Session, row: Mapping[str, Any], principal: Princip
     contact = services.create_contact(session, row, principal=principal)
     duplicates.add(contact)
     return RowOutcome("created", duplicates=found)
+
+
+def _created_id(session: Session, model: Any, external_id: str) -> int:
+    """The id of the record an earlier row of this import created with
+    ``external_id`` (written already). A later row naming it updates it,
+    as a row of a later batch would, so the outcome of a file does not
+    depend on where its batches end."""
+    return session.scalars(select(model.id).where(model.external_id == external_id)).one()
 
 
 def _update_data(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -1010,9 +1023,12 @@ def _write_linked(session: Session, rows: Sequence[Mapping[str, Any]], user: Any
 
     def one(row: Mapping[str, Any]) -> RowOutcome:
         data = resolved(row)
-        if (data.get("external_id") or "").strip() in visible:
+        external_id = (data.get("external_id") or "").strip()
+        if external_id in visible:
             return updated(data)
-        create(session, data, principal=principal)
+        record = create(session, data, principal=principal)
+        if external_id:
+            visible[external_id] = record.id  # a later row of the file updates it
         return RowOutcome("created")
 
     if batch_type is None:
@@ -1024,6 +1040,9 @@ def _write_linked(session: Session, rows: Sequence[Mapping[str, Any]], user: Any
     with services.acting(principal):
         for row in rows:
             external_id = (row.get("external_id") or "").strip()
+            if batch is not None and external_id in batch.created_external_ids and external_id not in visible:
+                batch.flush()  # an earlier row of this batch created it: this one updates it
+                visible[external_id] = _created_id(session, model, external_id)
             if external_id in taken:
                 outcomes.append(RowOutcome("rejected", _TAKEN))
             elif external_id in visible:
