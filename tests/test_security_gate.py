@@ -211,6 +211,36 @@ def test_an_expired_token_answers_401_and_the_lookup_is_one_statement(gapp, admi
     assert_unauthorized(gapp.test_client().get(DEALS, headers=bearer(admin_token)))
 
 
+def test_an_api_request_reads_its_principal_in_one_statement(gapp):
+    """After the token lookup, the token user's roles, permissions, scopes
+    and teams come in one statement, without loading the user; the
+    principal is the one ``load_principal`` resolves from the loaded user."""
+    from sqlalchemy import event
+
+    from host.db import session as db_session
+    from host.security.access import load_principal
+    from host.security.models import User
+    from host.security.tokens import principal_for_request
+
+    make_user(gapp, "two-roles@example.com", roles=("staff", "admin"), teams=("east", "west"))
+    token = api_token(gapp, "two-roles@example.com")
+    state = gapp.extensions["mosaic"]
+    statements: list[str] = []
+    listen = lambda *args: statements.append(" ".join(args[2].split()))  # noqa: E731
+    with gapp.test_request_context("/api/v1/contacts", headers=bearer(token)):
+        event.listen(state.db.engine, "before_cursor_execute", listen)
+        try:
+            principal = principal_for_request()
+        finally:
+            event.remove(state.db.engine, "before_cursor_execute", listen)
+        session = db_session()
+        user = session.scalar(select(User).where(User.email == "two-roles@example.com"))
+        assert principal == load_principal(session, user)
+    assert principal.email == "two-roles@example.com" and len(principal.team_ids) == 2 and principal.permissions
+    assert len([s for s in statements if "user_role" in s]) == 1, statements
+    assert not [s for s in statements if s.startswith("SELECT") and "FROM user_account" in s], statements
+
+
 def test_a_bearer_token_needs_no_csrf_token(gapp, admin_token):
     response = gapp.test_client().post(ITEMS, json={"title": "via API"}, headers=bearer(admin_token))
     assert response.status_code == 201, response.get_data(as_text=True)

@@ -17,10 +17,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, String, cast, false, literal, null, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
-from .models import SCOPES, Role, RolePermission, RoleScope, User, UserRole
+from .models import SCOPES, Role, RolePermission, RoleScope, TeamMember, User, UserRole
 
 POLICY_ATTR = "_mosaic_policy"
 PUBLIC = "public"
@@ -155,26 +155,61 @@ def reset_request_principal(token) -> None:
 
 
 def load_principal(session: Session, user: User, *, read_only: bool = False) -> Principal:
-    """Resolve a user's roles into permissions and scopes (two queries)."""
-    role_ids = [rid for (rid,) in session.execute(select(UserRole.role_id).where(UserRole.user_id == user.id))]
+    """Resolve a user's roles into permissions and scopes (one statement;
+    the teams come with the loaded user)."""
+    return _principal(session, user.id, user.email, read_only=read_only,
+                      team_ids=frozenset(team.id for team in user.teams))
+
+
+def principal_of(session: Session, user_id: int, email: str, *, read_only: bool = False) -> Principal:
+    """``load_principal`` for a user known by id and e-mail, without loading
+    the user (its mapping would fetch the roles and the teams too): roles,
+    permissions, scopes and teams in one statement. An API request resolves
+    its token's user this way."""
+    return _principal(session, user_id, email, read_only=read_only)
+
+
+def _principal(session: Session, user_id: int, email: str, *, read_only: bool,
+               team_ids: frozenset[int] | None = None) -> Principal:
+    per_role: dict[int, dict[str, str]] = {}
     permissions: set[str] = set()
-    scopes: dict[str, str] = {}
-    if role_ids:
-        permissions = set(session.scalars(select(RolePermission.permission).where(RolePermission.role_id.in_(role_ids))))
-        per_role: dict[int, dict[str, str]] = {rid: {} for rid in role_ids}
-        for role_id, object_type, scope in session.execute(
-            select(RoleScope.role_id, RoleScope.object_type, RoleScope.scope).where(RoleScope.role_id.in_(role_ids))
-        ):
-            per_role[role_id][object_type] = scope
-        scopes = merge_scopes(per_role.values())
+    teams: set[int] = set()
+    for kind, key, name, scope in session.execute(_grants(user_id, with_teams=team_ids is None)):
+        if kind == "role":
+            per_role.setdefault(key, {})
+        elif kind == "permission":
+            permissions.add(name)
+        elif kind == "scope":
+            per_role.setdefault(key, {})[name] = scope
+        else:
+            teams.add(key)
     return Principal(
-        user_id=user.id,
-        email=user.email,
+        user_id=user_id,
+        email=email,
         permissions=frozenset(permissions),
-        scopes=scopes,
-        team_ids=frozenset(team.id for team in user.teams),
+        scopes=merge_scopes(per_role.values()) if per_role else {},
+        team_ids=team_ids if team_ids is not None else frozenset(teams),
         read_only=read_only,
     )
+
+
+def _grants(user_id: int, *, with_teams: bool):
+    """(kind, id, name, scope) rows: each role of the user ("role", role
+    id), each permission its roles give ("permission", role id, name), each
+    scope ("scope", role id, object type, scope) and, ``with_teams``, each
+    team ("team", team id)."""
+    text_null = cast(null(), String)
+    held = UserRole.user_id == user_id
+    parts = [
+        select(literal("role"), UserRole.role_id, text_null, text_null).where(held),
+        select(literal("permission"), RolePermission.role_id, RolePermission.permission, text_null)
+        .join(UserRole, UserRole.role_id == RolePermission.role_id).where(held),
+        select(literal("scope"), RoleScope.role_id, RoleScope.object_type, RoleScope.scope)
+        .join(UserRole, UserRole.role_id == RoleScope.role_id).where(held),
+    ]
+    if with_teams:
+        parts.append(select(literal("team"), TeamMember.team_id, text_null, text_null).where(TeamMember.user_id == user_id))
+    return union_all(*parts)
 
 
 def merge_scopes(role_scopes) -> dict[str, str]:

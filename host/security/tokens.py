@@ -20,7 +20,7 @@ from host.db import session as db_session
 from host.db import utcnow
 
 from . import seclog
-from .access import ANONYMOUS, Principal, load_principal
+from .access import ANONYMOUS, Principal, principal_of
 from .models import ApiToken, User
 
 TOKEN_PREFIX = "mos_"
@@ -54,24 +54,30 @@ def revoke_token(session: Session, token: ApiToken) -> None:
 
 def find_token(session: Session, plain: str) -> ApiToken | None:
     """The token ``plain`` names if it is live (not revoked, not expired)
-    and its user active, else None. One statement: the user's ``active``
-    comes with the token, without loading the user (its mapping would
-    fetch the roles and teams too, two more round trips on every API
-    request; the request loads the user once, for its principal)."""
+    and its user active, else None."""
+    found = _live_token(session, plain)
+    return found[0] if found else None
+
+
+def _live_token(session: Session, plain: str) -> tuple[ApiToken, str] | None:
+    """``find_token``'s token with its user's e-mail. One statement: the
+    user's ``active`` and e-mail come with the token, without loading the
+    user (its mapping would fetch the roles and teams too, two more round
+    trips on every API request; the principal is read in one more)."""
     found = session.execute(
-        select(ApiToken, User.active)
+        select(ApiToken, User.active, User.email)
         .join(User, User.id == ApiToken.user_id)
         .options(lazyload(ApiToken.user))
         .where(ApiToken.token_hash == hash_token(plain))
     ).first()
     if found is None:
         return None
-    token, active = found
+    token, active, email = found
     if token.revoked_at is not None or not active:
         return None
     if token.expires_at is not None and token.expires_at <= utcnow():
         return None
-    return token
+    return token, email
 
 
 def _bearer() -> str | None:
@@ -95,9 +101,10 @@ def principal_for_request() -> Principal:
         return ANONYMOUS
     db = get_db()
     with db.Session() as lookup:
-        token = find_token(lookup, plain)
-        if token is None:
+        found = _live_token(lookup, plain)
+        if found is None:
             return ANONYMOUS
+        token, email = found
         token_id, user_id, read_only, last_used = token.id, token.user_id, token.read_only, token.last_used_at
     _enforce_rate_limit(token_id)
     now = utcnow()
@@ -105,8 +112,7 @@ def principal_for_request() -> Principal:
         with db.transaction() as write:
             write.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
     g.mosaic_api_token_id = token_id
-    sess = db_session()
-    return load_principal(sess, sess.get(User, user_id), read_only=read_only)
+    return principal_of(db_session(), user_id, email, read_only=read_only)
 
 
 def _enforce_rate_limit(token_id: int) -> None:
