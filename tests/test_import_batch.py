@@ -111,7 +111,7 @@ def _csv(rows: list[list[str]]) -> bytes:
 
 
 def _import(app, content: bytes, *, row_by_row: bool, dry_run: bool = False, batch_size: int = 4,
-            on_duplicate: str = "report") -> dict[str, Any]:
+            on_duplicate: str = "report", dry_run_rows: int = imports.DRY_RUN_ROWS) -> dict[str, Any]:
     """Import ``content`` as Ann through ``run_import`` (small batches, so
     rows of one batch refer to rows of another); the report."""
     principal = principal_of(app, ANN)
@@ -122,7 +122,8 @@ def _import(app, content: bytes, *, row_by_row: bool, dry_run: bool = False, bat
             request = dataclasses.replace(request, target=dataclasses.replace(
                 request.target, write=imports.write_contacts_row_by_row))
         request = dataclasses.replace(request, dry_run=dry_run, options={"on_duplicate": on_duplicate})
-        return imports.run_import(session, request, principal=principal, batch_size=batch_size).as_result()
+        return imports.run_import(session, request, principal=principal, batch_size=batch_size,
+                                  dry_run_rows=dry_run_rows).as_result()
 
 
 def _plain(value: Any, key: str = "") -> Any:
@@ -345,6 +346,19 @@ def test_a_dry_run_reports_what_the_commit_does_and_writes_nothing(pair, on_dupl
     else:
         assert 22 not in rejected and result["created"] == 10
         assert {d["row"]: d["ids"] for d in result["possible_duplicates"]}[22] == [7, 8]
+
+
+def test_a_long_dry_run_rolls_back_after_each_span_of_rows(pair):
+    """A dry run holds its transaction (SQLite's write lock) for
+    ``DRY_RUN_ROWS`` rows at most: rows of different spans do not see each
+    other. Spans of 8 rows: row 22 no longer finds rows 3 and 4 (created in
+    the first span), which a commit and a one-span dry run report."""
+    (batch_app, _), _reference = pair
+    whole = _import(batch_app, _csv(ROWS), row_by_row=False, dry_run=True)
+    spans = _import(batch_app, _csv(ROWS), row_by_row=False, dry_run=True, dry_run_rows=8)
+    assert {d["row"]: d["ids"] for d in whole["possible_duplicates"]}[22] == [7, 8]
+    assert 22 not in {d["row"] for d in spans["possible_duplicates"]}
+    assert (spans["created"], spans["rejected"]) == (whole["created"], whole["rejected"])
 
 
 def test_a_required_custom_field_is_asked_for_as_the_services_ask(pair):
