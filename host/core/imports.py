@@ -853,9 +853,7 @@ def write_contacts(session: Session, rows: Sequence[Mapping[str, Any]], user: An
     with services.acting(principal):
         for row in rows:
             external_id = (row.get("external_id") or "").strip()
-            if batch is not None and external_id in batch.created_external_ids and external_id not in visible:
-                batch.flush()  # an earlier row of this batch created it: this one updates it
-                visible[external_id] = _created_id(session, Contact, external_id)
+            _follow_created(session, Contact, batch, external_id, visible)
             if external_id in taken:
                 outcomes.append(RowOutcome("rejected", _TAKEN))
             elif external_id in visible:
@@ -946,11 +944,19 @@ def _create_contact(session: Session, row: Mapping[str, Any], principal: Princip
     return RowOutcome("created", duplicates=found)
 
 
+def _follow_created(session: Session, model: Any, batch: Any, external_id: str, visible: dict[str, int]) -> None:
+    """When an earlier row of this batch created ``external_id``: write the
+    batch and add the record to ``visible``, so this row updates it as a
+    row of a later batch would (the outcome of a file does not depend on
+    where its batches end)."""
+    if batch is None or external_id not in batch.created_external_ids or external_id in visible:
+        return
+    batch.flush()
+    visible[external_id] = _created_id(session, model, external_id)
+
+
 def _created_id(session: Session, model: Any, external_id: str) -> int:
-    """The id of the record an earlier row of this import created with
-    ``external_id`` (written already). A later row naming it updates it,
-    as a row of a later batch would, so the outcome of a file does not
-    depend on where its batches end."""
+    """The id of the record this import created with ``external_id``."""
     return session.scalars(select(model.id).where(model.external_id == external_id)).one()
 
 
@@ -1048,9 +1054,7 @@ def _write_linked(session: Session, rows: Sequence[Mapping[str, Any]], user: Any
     with services.acting(principal):
         for row in rows:
             external_id = (row.get("external_id") or "").strip()
-            if batch is not None and external_id in batch.created_external_ids and external_id not in visible:
-                batch.flush()  # an earlier row of this batch created it: this one updates it
-                visible[external_id] = _created_id(session, model, external_id)
+            _follow_created(session, model, batch, external_id, visible)
             if external_id in taken:
                 outcomes.append(RowOutcome("rejected", _TAKEN))
             elif external_id in visible:
