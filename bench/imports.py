@@ -242,24 +242,7 @@ def main_linked(args: argparse.Namespace) -> None:
             if profiler:
                 for order in ("cumulative", "tottime"):
                     pstats.Stats(profiler, stream=sys.stdout).sort_stats(order).print_stats(25)
-        for label, again in (("re-import", content), ("re-import, 10 % changed", with_changed_cities(content, 10))):
-            elapsed, cpu, result = run(app, user_id, again, False)
-            print(f"{label}: {result['total']} rows in {elapsed:.1f} s = {result['total'] / elapsed:,.0f} rows/s "
-                  f"({cpu:.1f} s CPU) (updated {result['updated']}, unchanged {result['unchanged']}, "
-                  f"created {result['created']}, rejected {result['rejected']}); load average {os.getloadavg()[0]:.2f}")
         app.extensions["mosaic"].db.dispose()
-
-
-def with_changed_cities(content: bytes, every: int) -> bytes:
-    """``content`` with the city of every ``every``-th row changed."""
-    rows = list(csv.reader(io.StringIO(content.decode("utf-8"))))
-    city = rows[0].index("City")
-    for number, row in enumerate(rows[1:]):
-        if number % every == 0:
-            row[city] = "Varna"
-    out = io.StringIO()
-    csv.writer(out).writerows(rows)
-    return out.getvalue().encode("utf-8")
 
 
 if __name__ == "__main__":
