@@ -230,18 +230,27 @@ def _same(batch: dict[str, Any], reference: dict[str, Any]) -> None:
         assert got == want, key
 
 
+def _import_both(pair, kind: str, content: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Import ``content`` row by row into the reference app and in batches
+    into the other; assert the reports, every table and the events equal.
+    Returns the report and the batch app's snapshot."""
+    (batch_app, batch_events), (row_app, row_events) = pair
+    reference = _import(row_app, kind, content, row_by_row=True)
+    result = _import(batch_app, kind, content, row_by_row=False)
+    assert result == reference
+    batch = _snapshot(batch_app)
+    _same(batch, _snapshot(row_app))
+    assert batch_events.events == row_events.events
+    return result, batch
+
+
 def test_an_interaction_import_writes_what_the_services_write_row_by_row(pair):
     (batch_app, batch_events), (row_app, row_events) = pair
     content = _csv(INTERACTION_HEADER, INTERACTIONS)
     _same(_snapshot(batch_app), _snapshot(row_app))  # the same start
     before = _snapshot(batch_app)
 
-    reference = _import(row_app, "interactions", content, row_by_row=True)
-    result = _import(batch_app, "interactions", content, row_by_row=False)
-    assert result == reference
-    batch = _snapshot(batch_app)
-    _same(batch, _snapshot(row_app))
-    assert batch_events.events == row_events.events
+    result, batch = _import_both(pair, "interactions", content)
 
     # The comparison is only worth something if the file did all of this:
     assert (result["created"], result["updated"], result["unchanged"], result["rejected"]) == (8, 3, 1, 10)
@@ -268,12 +277,7 @@ def test_an_interaction_import_writes_what_the_services_write_row_by_row(pair):
 def test_a_task_import_writes_what_the_services_write_row_by_row(pair):
     (batch_app, batch_events), (row_app, row_events) = pair
     content = _csv(TASK_HEADER, _tasks())
-    reference = _import(row_app, "tasks", content, row_by_row=True)
-    result = _import(batch_app, "tasks", content, row_by_row=False)
-    assert result == reference
-    batch = _snapshot(batch_app)
-    _same(batch, _snapshot(row_app))
-    assert batch_events.events == row_events.events
+    result, batch = _import_both(pair, "tasks", content)
 
     assert (result["created"], result["updated"], result["rejected"]) == (7, 2, 8), result["rejected_rows"]
     assert [(r["row"], r["column"]) for r in result["rejected_rows"]] == TASKS_REJECTED
