@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from host.bulk_insert import insert_rows, inserted_ids
+from host.db import is_among
 from host.models import OutboxEvent
 from host.security.models import AuditEntry
 
@@ -70,3 +71,15 @@ def test_a_column_with_a_default_must_be_given(app):
     with app.app_context(), app.extensions["mosaic"].db.transaction() as session:
         with pytest.raises(ValueError, match="data"):
             insert_rows(session, OutboxEvent.__table__, rows)
+
+
+@pytest.mark.parametrize("wanted", [[], ["t.1"], ["t.0", "t.2", "t.'3", "none"]])
+def test_is_among_selects_what_in_selects(app, wanted):
+    rows = [{"type": name, "source": "test", "data": {}, "occurred_at": WHEN} for name in ("t.0", "t.1", "t.2", "t.'3")]
+    with app.app_context(), app.extensions["mosaic"].db.transaction() as session:
+        insert_rows(session, OutboxEvent.__table__, rows)
+        found = set(session.scalars(select(OutboxEvent.type).where(is_among(session, OutboxEvent.type, wanted))))
+        ids = list(session.scalars(select(OutboxEvent.id).order_by(OutboxEvent.id)))
+        by_id = set(session.scalars(select(OutboxEvent.id).where(is_among(session, OutboxEvent.id, iter(ids[1:3])))))
+    assert found == {name for name in wanted if name != "none"}
+    assert by_id == set(ids[1:3])

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from hooks import Event
 from host.bulk_insert import execute_many, insert_rows, inserted_ids
-from host.db import UTCDateTime, utcnow
+from host.db import UTCDateTime, is_among, utcnow
 from host.events import publish_many
 from host.security import audit
 from host.security.access import Principal, scope_condition
@@ -98,7 +98,7 @@ class _LinkedBatch:
             chunk = wanted[start:start + 500]
             self.visible.update(self.session.scalars(
                 select(Contact.id).where(scope_condition(self.principal, Contact), Contact.deleted_at.is_(None),
-                                         Contact.id.in_(chunk))))
+                                         is_among(self.session, Contact.id, chunk))))
             self.known.update(chunk)
 
     def _contact_visible(self, contact_id: Any) -> bool:

@@ -67,6 +67,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from host import contributions, fast_load
+from host.db import is_among
 from host.security.access import Principal, current_principal, load_principal, scope_condition
 from host.security.models import User
 
@@ -739,7 +740,7 @@ def _by_external_id(session: Session, model: Any, principal: Principal, rows: Se
         chunk = wanted[start:start + BATCH_SIZE]
         allowed = scope_condition(principal, model) & model.deleted_at.is_(None)
         for record_id, external_id, ok in session.execute(
-                select(model.id, model.external_id, allowed).where(model.external_id.in_(chunk))):
+                select(model.id, model.external_id, allowed).where(is_among(session, model.external_id, chunk))):
             if ok:
                 visible[external_id] = record_id
             else:
@@ -772,12 +773,12 @@ class _Duplicates:
         for values, found, queries in (
                 (emails, self.by_email, (
                     lambda chunk: select(ContactEmail.email, Contact.id, live)
-                    .join(Contact, ContactEmail.contact_id == Contact.id).where(ContactEmail.email.in_(chunk)),
-                    lambda chunk: select(Contact.email, Contact.id, live).where(Contact.email.in_(chunk)))),
+                    .join(Contact, ContactEmail.contact_id == Contact.id).where(is_among(session, ContactEmail.email, chunk)),
+                    lambda chunk: select(Contact.email, Contact.id, live).where(is_among(session, Contact.email, chunk)))),
                 (phones, self.by_phone, (
                     lambda chunk: select(ContactPhone.number_digits, Contact.id, live)
-                    .join(Contact, ContactPhone.contact_id == Contact.id).where(ContactPhone.number_digits.in_(chunk)),
-                    lambda chunk: select(Contact.phone_digits, Contact.id, live).where(Contact.phone_digits.in_(chunk))))):
+                    .join(Contact, ContactPhone.contact_id == Contact.id).where(is_among(session, ContactPhone.number_digits, chunk)),
+                    lambda chunk: select(Contact.phone_digits, Contact.id, live).where(is_among(session, Contact.phone_digits, chunk))))):
             for start in range(0, len(values), BATCH_SIZE):
                 chunk = values[start:start + BATCH_SIZE]
                 for query in queries:
@@ -974,7 +975,7 @@ def _matched_contacts(session: Session, ids: Iterable[int]) -> dict[int, Contact
     for start in range(0, len(wanted), BATCH_SIZE):
         chunk = wanted[start:start + BATCH_SIZE]
         found.update((c.id, c) for c in session.scalars(
-            select(Contact).where(Contact.id.in_(chunk))
+            select(Contact).where(is_among(session, Contact.id, chunk))
             .options(selectinload(Contact.emails), selectinload(Contact.phones), selectinload(Contact.tags))))
     return found
 
