@@ -105,7 +105,7 @@ def _statement(table: Any, keys: tuple[str, ...], dialect: Any) -> tuple[list[st
 
 def _insert_unnest(connection: Any, table: Any, rows: list[dict[str, Any]], returning: bool) -> list[int]:
     """PostgreSQL: ``rows`` in one ``INSERT INTO table (...) SELECT * FROM
-    unnest(%s::type[], ...)``, a column's values as one array. With
+    unnest(%b::type[], ...)``, a column's values as one array. With
     ``returning``, the ids are drawn from the table's sequence first (in
     ascending order, as the rows' ``id``), so they need no ordered RETURNING
     and come back in the order of ``rows``. A row trigger fires per row as
