@@ -271,6 +271,23 @@ def test_an_update_replaces_the_keys_it_names_and_keeps_values_of_deleted_defini
     assert caught.value.messages == {"custom_fields": {"employees": ["Unknown field."]}}
 
 
+def test_one_edit_is_one_update_one_audit_entry_and_one_version(fields_app):
+    """The checks an edit runs read other rows (custom field definitions,
+    the company, external ids); none of them may write what the edit has
+    assigned so far as an UPDATE of its own."""
+    company = make_company(fields_app, "ann@example.com", "Acme Group", custom_fields={"employees": 9})
+    contact_id = make_contact(fields_app, "ann@example.com", name="Acme", custom_fields={"employees": 3})
+    version = edit(fields_app, "ann@example.com", contact_id, {
+        "city": "Brno", "custom_fields": {"size": "large"}, "external_id": "x-1", "name": "Acme Ltd"})
+    person = make_contact(fields_app, "ann@example.com", first_name="Jana", last_name="Nová", custom_fields={"employees": 1})
+    moved = edit(fields_app, "ann@example.com", person, {"city": "Praha", "company_id": company})
+    assert (version, moved) == (2, 2)
+    entries = rows(fields_app, select(AuditEntry.object_id, AuditEntry.changes)
+                   .where(AuditEntry.action == "update", AuditEntry.object_type == "core.contact").order_by(AuditEntry.id))
+    assert [(object_id, sorted(changes)) for object_id, changes in entries] == [
+        (str(contact_id), ["city", "custom_fields", "external_id", "name"]), (str(person), ["city", "company_id"])]
+
+
 def test_an_admin_field_may_not_take_a_plugins_key_and_choices_belong_to_choice_fields(fields_app):
     def create(data):
         return run_as(fields_app, SYSTEM, services.create_custom_field, data)

@@ -773,7 +773,12 @@ def update_contact(session: Session, contact_id: int, data: Mapping[str, Any], *
         contact = _load(session, Contact, contact_id, principal)
         _check_expected(contact, expected)
         before, lists = _column_values(contact), _collections(contact)
-        applied = _apply_contact(session, contact, data, principal, state=state)
+        # The checks read other rows (custom field definitions, the company,
+        # external ids); an autoflush there wrote the fields assigned so far
+        # as an UPDATE of their own: one edit became two UPDATEs, two audit
+        # entries and two versions.
+        with session.no_autoflush:
+            applied = _apply_contact(session, contact, data, principal, state=state)
         if applied.lists and not session.is_modified(contact, include_collections=False):
             contact.updated_at = utcnow()  # a row update, so the version moves and the edit is guarded
         session.flush()
