@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, inspect, select, text
 
-from host.core import imports, search, services
+from host.core import import_batch, imports, search, services
 from host.core.models import Contact, ContactEmail, ContactPhone, ContactTag, LifecycleChange, Tag
 from host.models import OutboxEvent
 from host.security.access import acting_as
@@ -300,6 +300,81 @@ def test_a_reimport_updates_and_leaves_rows_as_the_services_do(pair):
     # The comparison is only worth something if the file did all of this:
     assert (result["created"], result["updated"], result["unchanged"], result["rejected"]) == (2, 5, 7, 4)
     assert sorted({r["row"] for r in result["rejected_rows"]}) == [12, 14, 15, 18]
+
+
+#: A re-sync that changes the contacts' own columns only (batches of 4).
+COLUMNS_ONLY = [
+    _row(external_id="e1", city="Plovdiv"),  # 2: updated
+    _row(external_id="e1", city="Varna", size="15"),  # 3: the same contact again, in the same batch
+    _row(external_id="e1", city="Varna", size="15"),  # 4: unchanged after row 3
+    _row(external_id="e2", first="Sofia", last="Novak"),  # 5: first and last names (the given name stays)
+    _row(external_id="e3", name="Gamma Group AG"),  # 6: a company's name
+    _row(external_id="crm-1", consent="true", source="newsletter"),  # 7: consent given (its time and source)
+    _row(external_id="crm-1", first="New", last="Customer"),  # 8: the derived name follows
+    _row(external_id="e1", tier="silver", country="bg"),  # 9: a custom field and the country
+    _row(external_id="e1", tags="vip; partner", city="Sofia"),  # 10: the same tags, the city back
+]
+
+
+def _statements(app, work) -> list[str]:
+    """The first word of every statement ``work()`` runs on ``app``'s engine."""
+    seen: list[str] = []
+    engine = state(app).db.engine
+    record = lambda _conn, _cursor, sql, *_args: seen.append(sql.split()[0].upper())  # noqa: E731
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        work()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_column_changes_are_written_together_as_the_services_write_them(pair):
+    """Rows that change only a contact's own columns are written per batch
+    (``import_batch.ContactUpdates``), not row by row in savepoints; every
+    outcome, table, audit entry, search row and event is what updating row
+    by row leaves, a contact changed twice in one batch included."""
+    (batch_app, batch_events), (row_app, row_events) = pair
+    for app, row_by_row in ((row_app, True), (batch_app, False)):
+        assert _import(app, _csv(STORED), row_by_row=row_by_row)["created"] == 3
+    reference = _import(row_app, _csv(COLUMNS_ONLY), row_by_row=True)
+    results = []
+    statements = _statements(batch_app, lambda: results.append(_import(batch_app, _csv(COLUMNS_ONLY), row_by_row=False)))
+    assert results[0] == reference
+    _same(_snapshot(batch_app), _snapshot(row_app))
+    assert batch_events.events == row_events.events
+    assert (reference["updated"], reference["unchanged"], reference["rejected"]) == (8, 1, 0)
+    # One savepoint a batch (three batches of at most 4 rows), none a row.
+    assert statements.count("SAVEPOINT") == 3
+
+
+def test_a_contact_changed_meanwhile_sends_the_batch_row_by_row(pair, monkeypatch):
+    """When a contact's version moved between the batch's read and its
+    write (another writer), the batch's UPDATE matches fewer rows: the batch
+    is undone and retried row by row, and the contacts it had changed in
+    memory are read again, so every row still lands as the services write
+    it."""
+    (batch_app, batch_events), (row_app, row_events) = pair
+    for app, row_by_row in ((row_app, True), (batch_app, False)):
+        _import(app, _csv(STORED), row_by_row=row_by_row)
+    reference = _import(row_app, _csv(COLUMNS_ONLY), row_by_row=True)
+    write = import_batch.ContactUpdates.flush
+    # Holds the contact, as anything else in the process might: the retry
+    # then meets this very object again, not a fresh copy from the database.
+    interfered: list[Contact] = []
+
+    def flush_after_another_writer(updates):
+        if updates.pending and not interfered:  # once: the retry must get through
+            contact = updates.pending[0][0]
+            updates.session.execute(text("UPDATE contact SET version = version + 1 WHERE id = :id"), {"id": contact.id})
+            interfered.append(contact)
+        return write(updates)
+
+    monkeypatch.setattr(import_batch.ContactUpdates, "flush", flush_after_another_writer)
+    result = _import(batch_app, _csv(COLUMNS_ONLY), row_by_row=False)
+    assert interfered and result == reference
+    _same(_snapshot(batch_app), _snapshot(row_app))
+    assert batch_events.events == row_events.events
 
 
 def test_an_unchanged_reimport_writes_nothing(pair, make_app):

@@ -72,7 +72,7 @@ from host.security.access import Principal, current_principal, load_principal, s
 from host.security.models import User
 
 from . import services
-from .import_batch import ContactBatch, leaves_unchanged
+from .import_batch import ContactBatch, ContactUpdates, planned_update
 from .import_batch_linked import InteractionBatch, TaskBatch
 from .models import Contact, ContactEmail, ContactPhone, Interaction, Task
 from .schemas import ContactCreateSchema, InteractionCreateSchema, TaskCreateSchema
@@ -851,30 +851,45 @@ def write_contacts(session: Session, rows: Sequence[Mapping[str, Any]], user: An
     matched = _matched_contacts(session, visible.values())
     outcomes: list[RowOutcome] = []
     batch: ContactBatch | None = None
-    with services.acting(principal):
-        for row in rows:
-            external_id = (row.get("external_id") or "").strip()
-            _follow_created(session, Contact, batch, external_id, visible)
-            if external_id in taken:
-                outcomes.append(RowOutcome("rejected", _TAKEN))
-            elif external_id in visible:
-                stored = matched.get(visible[external_id])
-                if stored is not None and leaves_unchanged(session, stored, _update_data(row), principal):
-                    outcomes.append(RowOutcome("unchanged"))
+    updates = ContactUpdates(session, principal)
+    try:
+        with services.acting(principal):
+            for row in rows:
+                external_id = (row.get("external_id") or "").strip()
+                _follow_created(session, Contact, batch, external_id, visible)
+                if external_id in taken:
+                    outcomes.append(RowOutcome("rejected", _TAKEN))
                     continue
-                if batch is not None:
-                    batch.flush()
-                outcomes.append(_savepoint_row(session, lambda: _update_contact(
-                    session, visible[external_id], row, principal, stored)))
-            else:
-                if batch is None:
-                    batch = ContactBatch(session, principal, claimed_external_ids=set(visible) | taken)
-                outcomes.append(_batch_create(batch, row, duplicates, reject_duplicates))
-        if batch is not None:
-            batch.flush()
-            for outcome in outcomes:
-                if outcome.duplicates:
-                    outcome.duplicates = sorted(batch.real_id(i) for i in outcome.duplicates)
+                if external_id in visible:
+                    stored = matched.get(visible[external_id])
+                    changes = None if stored is None else planned_update(session, stored, _update_data(row), principal)
+                    if changes == {}:
+                        outcomes.append(RowOutcome("unchanged"))
+                        continue
+                    if batch is not None:
+                        batch.flush()
+                    if changes is not None:  # its own columns only: written with the batch's other such rows
+                        updates.add(stored, changes)
+                        outcomes.append(RowOutcome("updated"))
+                        continue
+                # Anything else reads or writes what a pending update changes: write those first.
+                updates.flush()
+                if external_id in visible:
+                    outcomes.append(_savepoint_row(session, lambda: _update_contact(
+                        session, visible[external_id], row, principal, stored)))
+                else:
+                    if batch is None:
+                        batch = ContactBatch(session, principal, claimed_external_ids=set(visible) | taken)
+                    outcomes.append(_batch_create(batch, row, duplicates, reject_duplicates))
+            updates.flush()
+            if batch is not None:
+                batch.flush()
+                for outcome in outcomes:
+                    if outcome.duplicates:
+                        outcome.duplicates = sorted(batch.real_id(i) for i in outcome.duplicates)
+    except BaseException:
+        updates.forget()  # the caller's savepoint undoes the rows: the contacts must not keep the new values
+        raise
     return outcomes
 
 

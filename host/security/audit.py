@@ -32,7 +32,7 @@ the audit trail does not keep what an erasure removed.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import ColumnElement, event, insert, inspect, select, update
 from sqlalchemy.orm import Session
@@ -321,6 +321,24 @@ def create_entries(session: Session, model: type, rows: Iterable[Mapping[str, An
             "object_id": ",".join(str(row[key]) for key in pk_keys),
             "changes": _create_changes(row, keys, secret),
         } for row in rows]
+    return entries
+
+
+def update_entries(session: Session, model: type, changes: Iterable[tuple[Any, Mapping[str, Sequence[Any]]]]
+                   ) -> list[dict[str, Any]]:
+    """The ``audit_entry`` rows the flush listeners write for ORM updates of
+    ``model`` rows, for a caller that updates them with Core (an import's
+    batch of updates): one per ``(object id, {key: [old, new]})``, keeping
+    the keys the listeners audit (less ``NOISE`` and ``__audit_exclude__``)
+    whose values differ, by the acting user; none for a row left with no
+    such change, as the listeners write none."""
+    skip = _excluded(model)
+    object_type, user_id = object_type_of(model), current_principal().user_id
+    entries = []
+    for object_id, row_changes in changes:
+        kept = {key: [old, new] for key, (old, new) in row_changes.items() if key not in skip and old != new}
+        if kept:
+            entries.append(_entry(session, "update", object_type, str(object_id), kept, user_id))
     return entries
 
 
