@@ -287,7 +287,7 @@ AGAIN = [
 
 def test_a_reimport_updates_and_leaves_rows_as_the_services_do(pair):
     """Rows that repeat what is stored are found unchanged without the
-    update path (``import_batch.leaves_unchanged``); every outcome, table
+    update path (``import_batch.planned_update``); every outcome, table
     and event is still what updating row by row leaves."""
     (batch_app, batch_events), (row_app, row_events) = pair
     for app, row_by_row in ((row_app, True), (batch_app, False)):
