@@ -43,6 +43,7 @@ row through ``services.update_contact``).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import operator
 from collections.abc import Mapping  # isinstance() through typing's alias is slow
 from dataclasses import dataclass
@@ -112,8 +113,6 @@ class _PhoneRow:
 
 
 _COLUMNS = tuple(column.key for column in _CONTACT.columns)
-#: Columns ``services.update_contact`` leaves out of an event's changed fields.
-_UPDATE_NOISE = frozenset({"updated_at", "updated_by", "version"})
 
 
 def planned_update(session: Session, contact: Contact, data: Mapping[str, Any], principal: Principal,
@@ -193,13 +192,8 @@ class ContactUpdates:
         pending, self.pending = self.pending, []
         session, now, user_id = self.session, utcnow(), self.principal.user_id
         stamps = {"updated_at": now} if user_id is None else {"updated_at": now, "updated_by": user_id}
-        start = 0
-        while start < len(pending):
-            keys = tuple(pending[start][1])
-            end = start
-            while end < len(pending) and tuple(pending[end][1]) == keys:
-                end += 1
-            run = pending[start:end]
+        for keys, same_columns in itertools.groupby(pending, key=lambda item: tuple(item[1])):
+            run = list(same_columns)
             statement = (update(_CONTACT)
                          .where(_CONTACT.c.id == bindparam("contact_id"), _CONTACT.c.version == bindparam("old_version"))
                          .values({**{key: bindparam(key) for key in keys}, **{key: bindparam(key) for key in stamps},
@@ -209,13 +203,12 @@ class ContactUpdates:
             matched = execute_many(session, statement, params)
             if matched != len(run):
                 raise StaleDataError(f"{len(run) - matched} of {len(run)} contacts changed while the import ran")
-            start = end
         for contact, _changes, _version in pending:
             set_committed_value(contact, "updated_at", now)
         insert_rows(session, AuditEntry.__table__, audit.update_entries(
             session, Contact, ((contact.id, changes) for contact, changes, _version in pending)))
         publish_many(session, [Event(type="contact.updated", occurred_at=now, data={
-            "id": contact.id, "changed": sorted(set(changes) - _UPDATE_NOISE)}) for contact, changes, _version in pending])
+            "id": contact.id, "changed": sorted(set(changes) - audit.NOISE)}) for contact, changes, _version in pending])
 
     def forget(self) -> None:
         """Expire every contact this writer changed in memory."""
