@@ -348,6 +348,53 @@ def test_column_changes_are_written_together_as_the_services_write_them(pair):
     assert statements.count("SAVEPOINT") == 3
 
 
+#: A re-sync that moves stages and tags (batches of 4; "retail", "vip" and
+#: "partner" are stored before it runs).
+STAGES_AND_TAGS = [
+    _row(external_id="e1", stage="loyal"),  # 2: a stage change
+    _row(external_id="e3", tags="retail; vip"),  # 3: a tag gained
+    _row(external_id="e1", tags="vip"),  # 4: a tag lost, the same contact as row 2
+    _row(external_id="e2", tags="partner", stage="customer", city="Brno"),  # 5: tags, stage and a column at once
+    _row(external_id="e3", tags="retail"),  # 6: row 3's tag dropped again in the same batch
+    _row(external_id="e1", tags="vip; brand new tag"),  # 7: a tag not stored yet: the update path creates it
+    _row(external_id="e2", tags="partner; brand new tag", stage="churned"),  # 8: that tag, now stored
+    _row(external_id="e3", tags="vip"),  # 9: one tag for another
+    _row(external_id="e1", stage="loyal", tags="vip ;brand new tag"),  # 10: unchanged after row 7
+    _row(external_id="crm-1", tags="vip"),  # 11: unchanged
+]
+
+
+def test_stage_and_tag_changes_are_written_together_as_the_services_write_them(pair):
+    """Rows that move a contact's lifecycle stage or change its tags (tags
+    already stored) are written per batch with the column changes: the
+    history row, the tag rows, the two audit entries and the event are
+    what updating row by row leaves; a tag that is not stored yet still
+    goes through the update path, which creates it."""
+    (batch_app, batch_events), (row_app, row_events) = pair
+    for app, row_by_row in ((row_app, True), (batch_app, False)):
+        assert _import(app, _csv(STORED), row_by_row=row_by_row)["created"] == 3
+    reference = _import(row_app, _csv(STAGES_AND_TAGS), row_by_row=True)
+    results = []
+    statements = _statements(batch_app, lambda: results.append(
+        _import(batch_app, _csv(STAGES_AND_TAGS), row_by_row=False)))
+    assert results[0] == reference
+    snapshot = _snapshot(batch_app)
+    _same(snapshot, _snapshot(row_app))
+    assert batch_events.events == row_events.events
+    assert (reference["updated"], reference["unchanged"], reference["rejected"]) == (8, 2, 0)
+    # One savepoint a batch (three batches), and row 7's two: its update path's, and the new tag's.
+    assert statements.count("SAVEPOINT") == 5
+    # What the comparison covered: stage history, tags gained and lost, both audit entries of row 5.
+    e1, e2, e3 = (next(c["id"] for c in snapshot["contact"] if c["external_id"] == key) for key in ("e1", "e2", "e3"))
+    assert [(c["contact_id"], c["from_stage"], c["to_stage"]) for c in snapshot["lifecycle_change"][-3:]] == [
+        (e1, "customer", "loyal"), (e2, "lead", "customer"), (e2, "customer", "churned")]
+    assert [name for cid, name in snapshot["contact_tag"] if cid in (e1, e2)] == [
+        "brand new tag", "vip", "brand new tag", "partner"]
+    assert [name for cid, name in snapshot["contact_tag"] if cid == e3] == ["vip"]
+    row_5 = [a["changes"] for a in snapshot["audit_entry"] if a["object_id"] == str(e2) and a["action"] == "update"][:2]
+    assert [sorted(changes) for changes in row_5] == [["city", "lifecycle_stage"], ["tags"]]
+
+
 def test_a_contact_changed_meanwhile_sends_the_batch_row_by_row(pair, monkeypatch):
     """When a contact's version moved between the batch's read and its
     write (another writer), the batch's UPDATE matches fewer rows: the batch

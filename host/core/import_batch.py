@@ -47,27 +47,28 @@ import itertools
 import operator
 from collections.abc import Mapping  # isinstance() through typing's alias is slow
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from marshmallow import ValidationError
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from hooks import Event
 from host.bulk_insert import execute_many, insert_rows, inserted_ids
-from host.db import utcnow
+from host.db import is_among, utcnow
 from host.events import publish_many
 from host.security import audit
-from host.security.access import Principal
+from host.security.access import Principal, object_type_of
 from host.security.models import AuditEntry
 
 from . import services
-from .models import Contact, ContactEmail, ContactPhone, ContactTag, LifecycleChange
+from .models import Contact, ContactEmail, ContactPhone, ContactTag, LifecycleChange, Tag
 from .schemas import custom_fields_schema
 
 _CONTACT = Contact.__table__
+_OBJECT_TYPE = object_type_of(Contact)
 #: Columns a new contact's values come from (the rest are stamps or unset).
 _STAMPS = ("id", "created_by", "updated_by", "created_at", "updated_at", "version", "last_activity_at", "deleted_at")
 _FIELDS = tuple(column.key for column in _CONTACT.columns if column.key not in _STAMPS)
@@ -115,25 +116,46 @@ class _PhoneRow:
 _COLUMNS = tuple(column.key for column in _CONTACT.columns)
 
 
+@dataclass
+class PlannedUpdate:
+    """What an update row would change, when ``ContactUpdates`` can write
+    it: the contact's own columns, ``{column: (stored, new)}`` (the
+    lifecycle stage among them: its history row follows), and its new tags
+    when the set of names changes (tags that exist already). False when
+    nothing would change."""
+
+    columns: dict[str, tuple[Any, Any]]
+    tags: list[Tag] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.columns) or self.tags is not None
+
+
 def planned_update(session: Session, contact: Contact, data: Mapping[str, Any], principal: Principal,
-                   state=None) -> dict[str, tuple[Any, Any]] | None:
+                   state=None, tags_named: Callable[[list[str]], list[Tag] | None] | None = None
+                   ) -> PlannedUpdate | None:
     """What ``services.update_contact`` would change in ``contact`` with
-    ``data`` (``ContactUpdateSchema`` data), when only its own columns
-    change: ``{column: (stored, new)}``, empty when nothing would (no
-    column, e-mail, phone, tag or stage different: no write, no audit entry,
-    no event, the version kept). The services' own ``apply_contact`` runs on
-    a copy (a draft with the stored values and rows), so the answer follows
-    their rules. None whenever it cannot be sure without the update path: a
-    row those rules refuse (the update path then rejects it with its
-    messages), e-mails, phones, tags or the stage that would change (rows
-    of other tables, tags created as they are named), another kind or
-    company (which the update path checks against the rows it may have to
-    write first). Reads only."""
+    ``data`` (``ContactUpdateSchema`` data), when it changes the contact's
+    own columns, its stage or its tags: an empty plan when nothing would
+    change (no write, no audit entry, no event, the version kept). The
+    services' own ``apply_contact`` runs on a copy (a draft with the stored
+    values and rows), so the answer follows their rules. None whenever it
+    cannot be sure without the update path: a row those rules refuse (the
+    update path then rejects it with its messages), e-mails or phones that
+    would change (rows with search-index triggers and labels), a tag not
+    stored yet (``tags_named`` finds stored tags by name; without it any tag
+    change), another kind or company (which the update path checks against
+    the rows it may have to write first). Reads only."""
     if data.get("kind", contact.kind) != contact.kind or data.get("company_id", contact.company_id) != contact.company_id:
         return None
     given = dict(data)
-    if "tags" in given and set(_tag_names(given.pop("tags") or [])) != {tag.name for tag in contact.tags}:
-        return None
+    tags = None
+    if "tags" in given:
+        names = _tag_names(given.pop("tags") or [])
+        if set(names) != {tag.name for tag in contact.tags}:
+            tags = tags_named(names) if tags_named is not None else None
+            if tags is None:
+                return None
     # Loaded column values sit in the instance's __dict__: read there, not
     # through the instrumented attributes (an expired one loads as usual).
     loaded = contact.__dict__
@@ -146,23 +168,26 @@ def planned_update(session: Session, contact: Contact, data: Mapping[str, Any], 
         applied = services.apply_contact(session, draft, given, principal, state=state)
     except ValidationError:
         return None
-    if applied.lists or applied.stage is not None:
+    if applied.lists:
         return None
     after = draft.__dict__
-    return {key: (value, after[key]) for key, value in stored.items() if after[key] != value}
+    return PlannedUpdate({key: (value, after[key]) for key, value in stored.items() if after[key] != value}, tags)
 
 
 class ContactUpdates:
-    """Updates of stored contacts that change their own columns only
-    (``planned_update``), written together: what ``services.update_contact``
-    writes for each, one ORM flush and event flush per row, in a few
-    statements per batch. An UPDATE per contact (run through the driver's
-    ``executemany``, one statement per run of rows changing the same
-    columns, in file order: a contact changed twice is changed in order),
-    with the version moved and checked as the ORM's ``version_id_col``
-    does, ``updated_by``/``updated_at`` stamped; the audit trail's update
-    entries (``audit.update_entries``); the ``contact.updated`` events with
-    the changed fields. Search-index triggers fire on the UPDATE as on any.
+    """Updates of stored contacts that change their own columns, their
+    stage or their tags (``planned_update``), written together: what
+    ``services.update_contact`` writes for each, one ORM flush and event
+    flush per row, in a few statements per batch. An UPDATE per contact
+    (run through the driver's ``executemany``, one statement per run of
+    rows changing the same columns, in file order: a contact changed twice
+    is changed in order), with the version moved and checked as the ORM's
+    ``version_id_col`` does, ``updated_by``/``updated_at`` stamped; a
+    lifecycle history row per stage change; the tag rows each contact gains
+    and loses over the batch; the audit trail's entries (the update's, then
+    the tags' own, as ``services`` records them); the ``contact.updated``
+    events with the changed fields. Search-index triggers fire on the
+    UPDATE as on any.
 
     ``add`` applies the change to the loaded contact at once (as committed
     values), so a later row of the batch sees it, as it would see the row
@@ -172,15 +197,32 @@ class ContactUpdates:
 
     def __init__(self, session: Session, principal: Principal) -> None:
         self.session, self.principal = session, principal
-        self.pending: list[tuple[Contact, dict[str, tuple[Any, Any]], int]] = []
+        # (contact, column changes, version read, (old tags, new tags) or None)
+        self.pending: list[tuple[Contact, dict[str, tuple[Any, Any]], int, tuple[list[Tag], list[Tag]] | None]] = []
         self.touched: list[Contact] = []
+        self.stored_tags: dict[str, Tag] = {}
 
-    def add(self, contact: Contact, changes: dict[str, tuple[Any, Any]]) -> None:
-        version = contact.version
-        self.pending.append((contact, changes, version))
+    def tags_named(self, names: list[str]) -> list[Tag] | None:
+        """The stored tags of these names (exact names, as
+        ``services.tags_by_name`` finds them), or None when one is not
+        stored yet (the update path creates it). Looked up once per name."""
+        missing = [name for name in names if name not in self.stored_tags]
+        if missing:
+            self.stored_tags.update((tag.name, tag) for tag in self.session.scalars(
+                select(Tag).where(is_among(self.session, Tag.name, missing))))
+        if any(name not in self.stored_tags for name in names):
+            return None
+        return [self.stored_tags[name] for name in names]
+
+    def add(self, contact: Contact, planned: PlannedUpdate) -> None:
+        version, changes = contact.version, planned.columns
+        tags = None if planned.tags is None else (list(contact.tags), list(planned.tags))
+        self.pending.append((contact, changes, version, tags))
         self.touched.append(contact)
         for key, (_old, new) in changes.items():
             set_committed_value(contact, key, new)
+        if tags is not None:
+            set_committed_value(contact, "tags", tags[1])
         set_committed_value(contact, "version", version + 1)
         if self.principal.user_id is not None:
             set_committed_value(contact, "updated_by", self.principal.user_id)
@@ -199,16 +241,46 @@ class ContactUpdates:
                          .values({**{key: bindparam(key) for key in keys}, **{key: bindparam(key) for key in stamps},
                                   "version": bindparam("new_version")}))
             params = [{**{key: new for key, (_old, new) in changes.items()}, **stamps, "contact_id": contact.id,
-                       "old_version": version, "new_version": version + 1} for contact, changes, version in run]
+                       "old_version": version, "new_version": version + 1} for contact, changes, version, _tags in run]
             matched = execute_many(session, statement, params)
             if matched != len(run):
                 raise StaleDataError(f"{len(run) - matched} of {len(run)} contacts changed while the import ran")
-        for contact, _changes, _version in pending:
+        for contact, _changes, _version, _tags in pending:
             set_committed_value(contact, "updated_at", now)
-        insert_rows(session, AuditEntry.__table__, audit.update_entries(
-            session, Contact, ((contact.id, changes) for contact, changes, _version in pending)))
+        insert_rows(session, LifecycleChange.__table__, [
+            {"contact_id": contact.id, "from_stage": changes["lifecycle_stage"][0],
+             "to_stage": changes["lifecycle_stage"][1], "changed_at": now, "changed_by": user_id}
+            for contact, changes, _version, _tags in pending if "lifecycle_stage" in changes])
+        self._write_tags(pending)
+        entries = []
+        for contact, changes, _version, tags in pending:
+            entries += audit.update_entries(session, Contact, [(contact.id, changes)])
+            if tags is not None:  # services._audit_collections' entry
+                entries.append(audit.recorded_entry("update", _OBJECT_TYPE, contact.id, {
+                    "tags": [sorted(tag.name for tag in tags[0]), sorted(tag.name for tag in tags[1])]}))
+        insert_rows(session, AuditEntry.__table__, entries)
         publish_many(session, [Event(type="contact.updated", occurred_at=now, data={
-            "id": contact.id, "changed": sorted(set(changes) - audit.NOISE)}) for contact, changes, _version in pending])
+            "id": contact.id, "changed": sorted(set(changes) - audit.NOISE | ({"tags"} if tags else set()))})
+            for contact, changes, _version, tags in pending])
+
+    def _write_tags(self, pending) -> None:
+        """Each contact's tag rows as its last row of the batch leaves them:
+        those it had before the batch and lost are deleted, those it gained
+        inserted (a tag added by one row and dropped by a later one is never
+        written)."""
+        before: dict[int, set[int]] = {}
+        after: dict[int, set[int]] = {}
+        for contact, _changes, _version, tags in pending:
+            if tags is not None:
+                before.setdefault(contact.id, {tag.id for tag in tags[0]})
+                after[contact.id] = {tag.id for tag in tags[1]}
+        lost = [{"cid": cid, "tid": tid} for cid, tag_ids in after.items() for tid in sorted(before[cid] - tag_ids)]
+        if lost:
+            table = ContactTag.__table__
+            execute_many(self.session, delete(table).where(table.c.contact_id == bindparam("cid"),
+                                                           table.c.tag_id == bindparam("tid")), lost)
+        insert_rows(self.session, ContactTag.__table__, [
+            {"contact_id": cid, "tag_id": tid} for cid, tag_ids in after.items() for tid in sorted(tag_ids - before[cid])])
 
     def forget(self) -> None:
         """Expire every contact this writer changed in memory."""

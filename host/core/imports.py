@@ -862,14 +862,15 @@ def write_contacts(session: Session, rows: Sequence[Mapping[str, Any]], user: An
                     continue
                 if external_id in visible:
                     stored = matched.get(visible[external_id])
-                    changes = None if stored is None else planned_update(session, stored, _update_data(row), principal)
-                    if changes == {}:
+                    planned = None if stored is None else planned_update(
+                        session, stored, _update_data(row), principal, tags_named=updates.tags_named)
+                    if planned is not None and not planned:
                         outcomes.append(RowOutcome("unchanged"))
                         continue
                     if batch is not None:
                         batch.flush()
-                    if changes is not None:  # its own columns only: written with the batch's other such rows
-                        updates.add(stored, changes)
+                    if planned is not None:  # columns, stage, tags: written with the batch's other such rows
+                        updates.add(stored, planned)
                         outcomes.append(RowOutcome("updated"))
                         continue
                 # Anything else reads or writes what a pending update changes: write those first.

@@ -280,16 +280,23 @@ def record(
     """Write one entry by hand, for actions that are not a row change of an
     audited model (``export``, ``erase``, ``merge``). ``changes`` is stored as
     given (JSON-safe), not as old/new pairs."""
+    _insert(session, [recorded_entry(action, object_type, object_id, changes)])
+
+
+def recorded_entry(action: str, object_type: str, object_id: Any, changes: Mapping[str, Any] | None = None
+                   ) -> dict[str, Any]:
+    """The ``audit_entry`` row ``record`` inserts, for a caller that inserts
+    a batch of entries itself (an import's updates)."""
     if len(action) > 20:
         raise ValueError(f"audit action {action!r} is longer than 20 characters")
-    _insert(session, [{
+    return {
         "occurred_at": utcnow(),
         "user_id": current_principal().user_id,
         "action": action,
         "object_type": object_type,
         "object_id": str(object_id),
         "changes": json_safe(dict(changes or {})),
-    }])
+    }
 
 
 def record_creates(session: Session, model: type, rows: Iterable[Mapping[str, Any]]) -> None:
