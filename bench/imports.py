@@ -19,7 +19,9 @@ matches its contact by external id and changes nothing ("re-import"), once
 more with every tenth row's city changed ("re-import, 10 % changed": those
 rows are updates of the contacts' own columns, written per batch by
 ``host.core.import_batch.ContactUpdates``), and with every row's city
-changed.
+changed, and with every tenth row moved to another lifecycle stage and
+given other tags ("10 % new stage and tags": a stage history row and tag
+rows besides the columns, also written per batch).
 
     python bench/imports.py [--rows 50000] [--profile] [--postgresql postgresql://127.0.0.1:5432/test]
 
@@ -152,7 +154,9 @@ def main() -> None:
                 for order in ("cumulative", "tottime"):
                     pstats.Stats(profiler, stream=sys.stdout).sort_stats(order).print_stats(25)
         for label, again in (("re-import", content), ("re-import, 10 % changed", with_changed_cities(content, 10)),
-                             ("re-import, every row changed", with_changed_cities(content, 1))):
+                             ("re-import, every row changed", with_changed_cities(content, 1)),
+                             ("re-import, 10 % new stage and tags",
+                              with_changed_stages(with_changed_cities(content, 1), 10))):
             elapsed, cpu, result = run(app, user_id, again, False)
             print(f"{label}: {result['total']} rows in {elapsed:.1f} s = {result['total'] / elapsed:,.0f} rows/s "
                   f"({cpu:.1f} s CPU) (updated {result['updated']}, unchanged {result['unchanged']}, "
@@ -167,6 +171,21 @@ def with_changed_cities(content: bytes, every: int) -> bytes:
     for number, row in enumerate(rows[1:]):
         if number % every == 0:
             row[city] = "Varna"
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def with_changed_stages(content: bytes, every: int) -> bytes:
+    """``content`` with every ``every``-th row moved to the next lifecycle
+    stage and given other tags (stored ones: the update writes a stage
+    history row and tag rows, not only the contact's columns)."""
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8"))))
+    stage, tags = rows[0].index("Lifecycle stage"), rows[0].index("Tags")
+    for number, row in enumerate(rows[1:]):
+        if number % every == 0:
+            row[stage] = STAGES[(STAGES.index(row[stage]) + 1) % len(STAGES)]
+            row[tags] = "vip;partner" if row[tags] != "vip;partner" else "retail"
     out = io.StringIO()
     csv.writer(out).writerows(rows)
     return out.getvalue().encode("utf-8")
