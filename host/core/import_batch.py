@@ -34,10 +34,10 @@ from the principal, ``created_by``/``updated_by`` (``audit._stamp``),
 A row that matches a stored contact by external id is an update.
 ``planned_update`` first tells, by the same rules run on a copy, what it
 would change: nothing (re-importing a file mostly repeats what is stored:
-no savepoint, no ORM flush, no write), the contact's own columns only
-(``ContactUpdates`` writes those together), or more (e-mails, phones,
-tags, the stage, the kind or company, or a row the rules refuse: row by
-row through ``services.update_contact``).
+no savepoint, no ORM flush, no write), the contact's own columns, its
+stage or its tags (``ContactUpdates`` writes those together), or more
+(e-mails, phones, a tag not stored yet, the kind or company, or a row the
+rules refuse: row by row through ``services.update_contact``).
 """
 
 from __future__ import annotations
