@@ -50,20 +50,13 @@ def _migration(name: str):
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         guarded = _migration("6e4cb3e4426c_contact_search_insert_without_delete.py")
-        _create(triggers(guarded, _migration("222262f4b5cc_contact_search_scope_tokens.py")))
+        guarded._create(triggers(guarded, _migration("222262f4b5cc_contact_search_scope_tokens.py")))
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         guarded = _migration("6e4cb3e4426c_contact_search_insert_without_delete.py")
-        _create(guarded.triggers(_migration("222262f4b5cc_contact_search_scope_tokens.py")))
-
-
-def _create(definitions: dict) -> None:
-    connection = op.get_bind()
-    for name, (when, body) in definitions.items():
-        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
-        connection.exec_driver_sql(f"CREATE TRIGGER {name} {when}\nBEGIN\n{body}END")
+        guarded._create(guarded.triggers(_migration("222262f4b5cc_contact_search_scope_tokens.py")))
 
 
 def folded_insert(previous, ids: str) -> str:
